@@ -1,0 +1,3 @@
+from mcp_tornado.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""What every backend gives the transport: an `mcp` SDK `Server` to drive, and a lifecycle.
+
+Whatever a hosted server really is (Python handlers from YAML, an SDK app object, later a
+child process or a remote URL), the transport only ever sees `Backend.server`, a lowlevel SDK
+`Server`, so handshake, validation and every protocol rule stay the SDK's.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+
+
+class Backend(abc.ABC):
+    kind: str = "abstract"
+
+    def __init__(self, server: Server[Any], *, list_changed: bool = False) -> None:
+        self.server = server
+        self.lifespan_state: Any = {}
+        self.state = "stopped"
+        self.last_error: str | None = None
+        changed = NotificationOptions(prompts_changed=list_changed, resources_changed=list_changed, tools_changed=list_changed)
+        # Built once: every session's initialize answers with the same capabilities.
+        self.init_options: InitializationOptions = server.create_initialization_options(changed)
+
+    async def start(self) -> None:
+        self.state = "running"
+
+    async def stop(self) -> None:
+        self.state = "stopped"
+
+    def describe(self) -> dict[str, Any]:
+        """What `/health` and the management API may show: never a secret."""
+        return {"kind": self.kind, "state": self.state, "last_error": self.last_error}

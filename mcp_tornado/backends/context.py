@@ -1,0 +1,89 @@
+"""`ToolContext`: the second argument of every in-process handler.
+
+`handler(arguments, context)` learns who is calling (`api_key`, `user_id`, `server`,
+`session_id`) and can talk back to the client while it works: `progress`, `log`, and (on
+clients that offer them) `elicit` and `sample`. Async handlers `await` these; a sync handler,
+which runs on a worker thread, gets a `SyncToolContext` whose same methods block until the
+message is on its way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+
+from mcp_tornado.transport.sessions import RequestInfo
+
+LOG_LEVELS: Final[tuple[str, ...]] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+class ToolContext:
+    """Who is calling, and a channel back to them for the duration of one request."""
+
+    def __init__(self, ctx: ServerRequestContext[Any, Any], server_name: str) -> None:
+        self._ctx = ctx
+        info = ctx.request if isinstance(ctx.request, RequestInfo) else None
+        self._info = info
+        self.server = server_name
+        self.api_key: str | None = info.api_key if info else None
+        self.user_id: str | None = info.user_id if info else None
+        self.session_id: str | None = info.session_id if info else None
+        self.request_id = ctx.request_id
+
+    @property
+    def session(self) -> Any:
+        """The SDK's `ServerSession` for anything not covered here."""
+        return self._ctx.session
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress; sent only when the client asked for it with a progress token."""
+        await self._ctx.session.report_progress(progress, total, message)
+
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        """Send a `notifications/message` to the client, honouring its `logging/setLevel`."""
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {level!r}; one of {', '.join(LOG_LEVELS)}")
+        threshold = getattr(self._info, "log_level", None) or "debug"
+        if LOG_LEVELS.index(level) < LOG_LEVELS.index(threshold):
+            return
+        notification = types.LoggingMessageNotification(
+            params=types.LoggingMessageNotificationParams(level=level, data=data, logger=logger)  # type: ignore[arg-type]
+        )
+        await self._ctx.session.send_notification(notification, related_request_id=self.request_id)
+
+    async def elicit(self, message: str, requested_schema: dict[str, Any]) -> types.ElicitResult:
+        """Ask the user for input (form mode); raises `MCPError` if the client cannot."""
+        return await self._ctx.session.elicit_form(message, requested_schema, related_request_id=self.request_id)
+
+    async def sample(self, prompt: str, *, max_tokens: int = 256, system_prompt: str | None = None) -> Any:
+        """Ask the client's model for a completion of `prompt`."""
+        messages = [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))]
+        return await self._ctx.session.create_message(
+            messages, max_tokens=max_tokens, system_prompt=system_prompt, related_request_id=self.request_id
+        )
+
+
+class SyncToolContext(ToolContext):
+    """The same context for a handler on a worker thread: each call blocks until it is sent."""
+
+    def __init__(self, ctx: ServerRequestContext[Any, Any], server_name: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(ctx, server_name)
+        self._loop = loop
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:  # type: ignore[override]
+        self._run(ToolContext.progress(self, progress, total, message))
+
+    def log(self, level: str, data: Any, logger: str | None = None) -> None:  # type: ignore[override]
+        self._run(ToolContext.log(self, level, data, logger))
+
+    def elicit(self, message: str, requested_schema: dict[str, Any]) -> types.ElicitResult:  # type: ignore[override]
+        return self._run(ToolContext.elicit(self, message, requested_schema))
+
+    def sample(self, prompt: str, *, max_tokens: int = 256, system_prompt: str | None = None) -> Any:  # type: ignore[override]
+        return self._run(ToolContext.sample(self, prompt, max_tokens=max_tokens, system_prompt=system_prompt))

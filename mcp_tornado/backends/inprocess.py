@@ -1,0 +1,314 @@
+"""In-process servers: tools, resources and prompts from YAML, handlers from `servers.d/*.py`.
+
+Everything fallible (imports, schema compilation) happens once in `InProcessBackend(...)`,
+so a definition that loads is a definition that runs, and a call does no re-validation of
+static data. Sync handlers run on this server's own thread pool: a handler that blocks can
+only ever starve its own server. A handler's exception becomes a tool result with
+`isError: true`; its traceback goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import inspect
+import json
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types import INVALID_PARAMS
+from pydantic import TypeAdapter, ValidationError
+
+from mcp_tornado.backends.base import Backend
+from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
+from mcp_tornado.errors import DefinitionError
+from mcp_tornado.hosting.spec import PromptSpec, ResourceSpec, ServerSpec
+from mcp_tornado.importer import ImportFromStringError, import_from_string
+from mcp_tornado.transport.sessions import RequestInfo
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 100
+RESOURCE_NOT_FOUND = -32002  # the code the spec names for resources/read of an unknown URI
+_CONTENT = TypeAdapter(types.ContentBlock)
+_PROMPT_MESSAGES = TypeAdapter(list[types.PromptMessage])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Tool:
+    fn: Callable[..., Any]
+    is_async: bool
+    validator: jsonschema.protocols.Validator
+    output_validator: jsonschema.protocols.Validator | None
+
+
+class InProcessBackend(Backend):
+    kind = "inprocess"
+
+    def __init__(self, spec: ServerSpec, *, search_path: Path | None, threads: int) -> None:
+        self.spec = spec
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads = threads
+        self._tools: dict[str, _Tool] = {}
+        listed: list[types.Tool] = []
+        for tool in spec.tools:
+            fn = _load(tool.handler, spec.source, tool.line, search_path)
+            self._tools[tool.name] = _Tool(
+                fn=fn,
+                is_async=inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)),
+                validator=_validator(tool.input_schema),
+                output_validator=_validator(tool.output_schema) if tool.output_schema else None,
+            )
+            listed.append(
+                types.Tool(
+                    name=tool.name,
+                    title=tool.title,
+                    description=tool.description,
+                    input_schema=dict(tool.input_schema),
+                    output_schema=dict(tool.output_schema) if tool.output_schema else None,
+                    annotations=types.ToolAnnotations.model_validate(tool.annotations) if tool.annotations else None,
+                )
+            )
+        self._listed_tools = listed
+        self._resources = {r.uri: (r, _load(r.handler, spec.source, r.line, search_path) if r.handler else None) for r in spec.resources}
+        self._prompts = {p.name: (p, _load(p.handler, spec.source, p.line, search_path) if p.handler else None) for p in spec.prompts}
+        super().__init__(self._build_server(), list_changed=True)
+
+    def _build_server(self) -> Server[Any]:
+        spec = self.spec
+        handlers: dict[str, Any] = {"on_set_logging_level": self._set_level, "on_completion": self._complete}
+        if spec.tools:
+            handlers.update(on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        if spec.resources:
+            handlers.update(on_list_resources=self._list_resources, on_read_resource=self._read_resource)
+        if spec.prompts:
+            handlers.update(on_list_prompts=self._list_prompts, on_get_prompt=self._get_prompt)
+        with warnings.catch_warnings():
+            # logging/setLevel is deprecated only from 2026-07-28; the handshake revisions we serve still use it.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            return Server(
+                spec.name,
+                version=spec.version,
+                title=spec.title,
+                description=spec.description,
+                instructions=spec.instructions,
+                **handlers,
+            )
+
+    async def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        await super().stop()
+
+    # -- tools ----------------------------------------------------------------------------
+
+    async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        page, cursor = _page(self._listed_tools, params)
+        return types.ListToolsResult(tools=page, next_cursor=cursor)
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        tool = self._tools.get(params.name)
+        if tool is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        arguments = params.arguments or {}
+        problem = jsonschema.exceptions.best_match(tool.validator.iter_errors(arguments))
+        if problem is not None:
+            where = "/".join(str(p) for p in problem.absolute_path)
+            return _error_result(f"Invalid arguments{f' at {where}' if where else ''}: {problem.message}")
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                if tool.is_async:
+                    value = await tool.fn(arguments, ToolContext(ctx, self.spec.name))
+                else:
+                    loop = asyncio.get_running_loop()
+                    context = SyncToolContext(ctx, self.spec.name, loop)
+                    value = await loop.run_in_executor(self._pool(), tool.fn, arguments, context)
+        except TimeoutError:
+            return _error_result(f"Tool {params.name} timed out after {self.spec.timeout:g} s")
+        except MCPError:
+            raise
+        except Exception as exc:
+            logger.warning("%s: tool %s raised", self.spec.name, params.name, exc_info=True)
+            return _error_result(f"Tool {params.name} failed: {type(exc).__name__}: {exc}")
+        try:
+            result = _to_result(value)
+        except (TypeError, ValidationError) as exc:
+            logger.warning("%s: tool %s returned an unusable value: %s", self.spec.name, params.name, exc)
+            return _error_result(f"Tool {params.name} returned an unusable value")
+        if tool.output_validator is not None and not result.is_error:
+            problem = jsonschema.exceptions.best_match(tool.output_validator.iter_errors(result.structured_content))
+            if problem is not None:
+                return _error_result(f"Tool {params.name} returned output that does not match its outputSchema: {problem.message}")
+        return result
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix=f"mcp-{self.spec.name}")
+        return self._executor
+
+    # -- resources ------------------------------------------------------------------------
+
+    async def _list_resources(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        listed = [
+            types.Resource(uri=r.uri, name=r.name, title=r.title, description=r.description, mime_type=r.mime_type)
+            for r, _ in self._resources.values()
+        ]
+        page, cursor = _page(listed, params)
+        return types.ListResourcesResult(resources=page, next_cursor=cursor)
+
+    async def _read_resource(self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        entry = self._resources.get(str(params.uri))
+        if entry is None:
+            raise MCPError(code=RESOURCE_NOT_FOUND, message="Resource not found", data={"uri": str(params.uri)})
+        spec, fn = entry
+        value: Any = spec.text if fn is None else await self._invoke(fn, str(params.uri), ctx)
+        return types.ReadResourceResult(contents=_resource_contents(spec, value))
+
+    # -- prompts --------------------------------------------------------------------------
+
+    async def _list_prompts(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        listed = [
+            types.Prompt(
+                name=p.name,
+                title=p.title,
+                description=p.description,
+                arguments=[types.PromptArgument(name=a.name, description=a.description, required=a.required) for a in p.arguments],
+            )
+            for p, _ in self._prompts.values()
+        ]
+        page, cursor = _page(listed, params)
+        return types.ListPromptsResult(prompts=page, next_cursor=cursor)
+
+    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        entry = self._prompts.get(params.name)
+        if entry is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
+        spec, fn = entry
+        arguments = dict(params.arguments or {})
+        missing = [a.name for a in spec.arguments if a.required and a.name not in arguments]
+        if missing:
+            raise MCPError(code=INVALID_PARAMS, message=f"Missing required argument(s): {', '.join(missing)}")
+        if fn is not None:
+            return _prompt_result(spec, await self._invoke(fn, arguments, ctx))
+        values = _Blank({a.name: "" for a in spec.arguments}) | arguments
+        messages = [
+            types.PromptMessage(role=role, content=types.TextContent(type="text", text=text.format_map(_Blank(values))))  # type: ignore[arg-type]
+            for role, text in spec.messages
+        ]
+        return types.GetPromptResult(description=spec.description, messages=messages)
+
+    async def _complete(self, ctx: Any, params: types.CompleteRequestParams) -> types.CompleteResult:
+        values: Sequence[str] = ()
+        if isinstance(params.ref, types.PromptReference) and (entry := self._prompts.get(params.ref.name)):
+            values = next((a.values for a in entry[0].arguments if a.name == params.argument.name), ())
+        matches = [v for v in values if v.startswith(params.argument.value)]
+        return types.CompleteResult(
+            completion=types.Completion(values=matches[:100], total=len(matches), has_more=len(matches) > 100)
+        )
+
+    async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
+        if isinstance(ctx.request, RequestInfo) and params.level in LOG_LEVELS:
+            ctx.request.log_level = params.level
+        return types.EmptyResult()
+
+    async def _invoke(self, fn: Callable[..., Any], argument: Any, ctx: ServerRequestContext[Any, Any]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(argument, ToolContext(ctx, self.spec.name))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool(), fn, argument, SyncToolContext(ctx, self.spec.name, loop))
+
+
+class _Blank(dict[str, Any]):
+    """Placeholders with no value render empty instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _load(reference: str | None, source: str, line: int | None, search_path: Path | None) -> Callable[..., Any]:
+    assert reference is not None
+    try:
+        fn = import_from_string(reference, search_path=search_path)
+    except ImportFromStringError as exc:
+        raise DefinitionError(source, line, f"handler {reference}: {exc}") from None
+    if not callable(fn):
+        raise DefinitionError(source, line, f"handler {reference}: not callable")
+    return fn
+
+
+def _validator(schema: Any) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _page(items: list[Any], params: types.PaginatedRequestParams | None) -> tuple[list[Any], str | None]:
+    cursor = params.cursor if params is not None else None
+    start = 0
+    if cursor is not None:
+        if not cursor.isdigit() or int(cursor) > len(items):
+            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor")
+        start = int(cursor)
+    end = start + PAGE_SIZE
+    return items[start:end], (str(end) if end < len(items) else None)
+
+
+def _error_result(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+def _to_result(value: Any) -> types.CallToolResult:
+    """A handler's return value as a `CallToolResult` (see PRODUCT.md section 3)."""
+    if isinstance(value, types.CallToolResult):
+        return value
+    if value is None:
+        return types.CallToolResult(content=[])
+    if isinstance(value, str):
+        return types.CallToolResult(content=[types.TextContent(type="text", text=value)])
+    if isinstance(value, dict):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=value)
+    if isinstance(value, list | tuple):
+        return types.CallToolResult(content=[_content(item) for item in value])
+    if isinstance(value, int | float | bool):
+        return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(value))])
+    raise TypeError(f"cannot turn a {type(value).__name__} into a tool result")
+
+
+def _content(item: Any) -> Any:
+    if isinstance(item, str):
+        return types.TextContent(type="text", text=item)
+    if isinstance(item, dict):
+        return _CONTENT.validate_python(item, by_name=False)
+    return _CONTENT.validate_python(item)
+
+
+def _resource_contents(spec: ResourceSpec, value: Any) -> list[Any]:
+    mime = spec.mime_type or "text/plain"
+    if isinstance(value, str):
+        return [types.TextResourceContents(uri=spec.uri, mime_type=mime, text=value)]
+    if isinstance(value, bytes):
+        import base64
+
+        blob = base64.b64encode(value).decode()
+        return [types.BlobResourceContents(uri=spec.uri, mime_type=spec.mime_type or "application/octet-stream", blob=blob)]
+    if isinstance(value, dict):
+        return [types.TextResourceContents(uri=spec.uri, mime_type=spec.mime_type or "application/json", text=json.dumps(value))]
+    raise TypeError(f"resource handler returned {type(value).__name__}; expected str, bytes or dict")
+
+
+def _prompt_result(spec: PromptSpec, value: Any) -> types.GetPromptResult:
+    if isinstance(value, types.GetPromptResult):
+        return value
+    if isinstance(value, str):
+        value = [{"role": "user", "content": {"type": "text", "text": value}}]
+    return types.GetPromptResult(description=spec.description, messages=_PROMPT_MESSAGES.validate_python(value, by_name=False))

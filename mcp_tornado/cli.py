@@ -1,0 +1,158 @@
+"""The `mcp-tornado` command: serve, token, check, connect. The only module that exits."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mcp_tornado import __version__, auth
+from mcp_tornado.errors import DefinitionError
+from mcp_tornado.hosting import spec as specs
+from mcp_tornado.hosting.registry import DEFINITION_SUFFIXES, ServerRegistry
+from mcp_tornado.server import Gateway, serve_forever
+from mcp_tornado.settings import Settings, SettingsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except SettingsError as exc:
+        print(f"mcp-tornado: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-tornado", description="Host many MCP servers behind one port.")
+    parser.add_argument("--version", action="version", version=f"mcp-tornado {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--servers-dir", type=Path)
+    serve.add_argument("--dev", action="store_true", help="ephemeral secret; print ready tokens")
+    serve.set_defaults(run=_serve)
+
+    token = sub.add_parser("token", help="print a JWT for a server, or an admin JWT")
+    token.add_argument("server", nargs="?")
+    token.add_argument("--admin", action="store_true")
+    token.add_argument("--api-key")
+    token.add_argument("--user")
+    token.add_argument("--ttl", type=float, default=3600)
+    token.set_defaults(run=_token)
+
+    check = sub.add_parser("check", help="validate definition files offline")
+    check.add_argument("paths", nargs="*", type=Path)
+    check.set_defaults(run=_check)
+
+    connect = sub.add_parser("connect", help="print client configuration for a server")
+    connect.add_argument("server")
+    connect.add_argument("--host")
+    connect.add_argument("--port", type=int)
+    connect.add_argument("--api-key")
+    connect.add_argument("--user")
+    connect.add_argument("--ttl", type=float, default=86400)
+    connect.set_defaults(run=_connect)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    environ = dict(os.environ)
+    if args.dev and not environ.get("JWT_SECRET"):
+        environ["JWT_SECRET"] = secrets.token_urlsafe(32)
+    settings = Settings.from_environ(
+        environ, host=args.host, port=args.port, servers_dir=args.servers_dir, dev=args.dev or None
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gateway = Gateway(settings)
+
+    def ready(port: int) -> None:
+        if args.dev:
+            _print_dev_tokens(gateway, settings, port)
+        else:
+            print(f"mcp-tornado {__version__} on http://{settings.host}:{port}", flush=True)
+
+    asyncio.run(serve_forever(gateway, ready))
+    return 0
+
+
+def _print_dev_tokens(gateway: Gateway, settings: Settings, port: int) -> None:
+    assert settings.jwt_secret
+    base = f"http://{settings.host}:{port}"
+    lines = [f"mcp-tornado {__version__} (dev) on {base}", f"  health: {base}/health", ""]
+    lines.append(f"  admin token: {auth.mint(settings.jwt_secret, admin=True, ttl=86400)}")
+    for hosted in gateway.registry:
+        key = next((k for k in hosted.spec.api_keys if not k.startswith("sha256:")), None)
+        token = auth.mint(settings.jwt_secret, server_name=hosted.name, api_key=key, user_id="dev", ttl=86400)
+        lines += ["", f"  {hosted.name}: {base}/{hosted.name}/mcp", f"    Authorization: Bearer {token}"]
+    for problem in gateway.registry.problems.values():
+        lines.append(f"  problem: {problem}")
+    print("\n".join(lines), flush=True)
+
+
+def _secret() -> str:
+    secret = os.environ.get("JWT_SECRET")
+    if not secret:
+        raise SettingsError("JWT_SECRET: required to sign tokens")
+    return secret
+
+
+def _token(args: argparse.Namespace) -> int:
+    if args.admin == bool(args.server):
+        print("mcp-tornado token: give either SERVER or --admin", file=sys.stderr)
+        return 2
+    if args.admin:
+        print(auth.mint(_secret(), admin=True, ttl=args.ttl))
+    else:
+        print(auth.mint(_secret(), server_name=args.server, api_key=args.api_key, user_id=args.user, ttl=args.ttl))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    paths: list[Path] = []
+    for path in args.paths or [Path(os.environ.get("MCP_SERVERS_DIR", "servers.d"))]:
+        paths += sorted(p for p in path.iterdir() if p.suffix in DEFINITION_SUFFIXES) if path.is_dir() else [path]
+    problems = 0
+    for path in paths:
+        try:
+            spec = specs.load_file(path)
+            directory = path.parent
+            registry = ServerRegistry(Settings(servers_dir=directory, dev=True))
+            registry.build_backend(spec)
+        except DefinitionError as exc:
+            print(exc)
+            problems += 1
+        else:
+            print(f"{path}: ok ({spec.name})")
+    return 1 if problems else 0
+
+
+def _connect(args: argparse.Namespace) -> int:
+    host = args.host or os.environ.get("HOST", "127.0.0.1")
+    port = args.port or int(os.environ.get("PORT", "8080"))
+    url = f"http://{host}:{port}/{args.server}/mcp"
+    token = auth.mint(_secret(), server_name=args.server, api_key=args.api_key, user_id=args.user, ttl=args.ttl)
+    headers = {"Authorization": f"Bearer {token}"}
+    configs = {
+        "Claude Desktop (claude_desktop_config.json)": {
+            "mcpServers": {args.server: {"command": "npx", "args": ["-y", "mcp-remote", url, "--header", f"Authorization:Bearer {token}"]}}
+        },
+        "Cursor (.cursor/mcp.json)": {"mcpServers": {args.server: {"url": url, "headers": headers}}},
+        "VS Code (.vscode/mcp.json)": {"servers": {args.server: {"type": "http", "url": url, "headers": headers}}},
+    }
+    for title, config in configs.items():
+        print(f"# {title}\n{json.dumps(config, indent=2)}\n")
+    print(f"# MCP Inspector\nnpx @modelcontextprotocol/inspector --transport http --server-url {url} --header 'Authorization: Bearer {token}'")
+    return 0

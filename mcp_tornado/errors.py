@@ -1,0 +1,113 @@
+"""Errors raised deep down and mapped to HTTP in exactly one place (`handlers.base`).
+
+    GatewayError                 (500, INTERNAL_ERROR)
+    ├── BadRequest               (400, INVALID_REQUEST)
+    │   ├── ParseError           (400, PARSE_ERROR)       malformed JSON
+    │   ├── MissingSession       (400, INVALID_REQUEST)   no Mcp-Session-Id
+    │   └── BadProtocolVersion   (400, INVALID_REQUEST)   bad or unsupported MCP-Protocol-Version
+    ├── Unauthorized             (401)                     missing, malformed, badly signed or expired token
+    ├── Forbidden                (403)                     token for another server, wrong api key, not admin
+    ├── NotFound                 (404)                     unknown server, unknown or ended session
+    ├── MethodNotAllowed         (405)
+    ├── NotAcceptable            (406)                     wrong Accept
+    ├── Conflict                 (409)                     a second GET stream on one session
+    ├── PayloadTooLarge          (413)
+    ├── UnsupportedMediaType     (415)                     wrong Content-Type
+    └── Unavailable              (503, Retry-After)        hosted server down or restarting
+
+Each class knows its HTTP status and the JSON-RPC code used when the error is rendered on an
+MCP route. `message` is what the client sees; never put secrets or tracebacks in it.
+"""
+
+from __future__ import annotations
+
+from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
+
+
+class GatewayError(Exception):
+    status = 500
+    code = INTERNAL_ERROR
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(GatewayError):
+    status = 400
+    code = INVALID_REQUEST
+
+
+class ParseError(BadRequest):
+    code = PARSE_ERROR
+
+
+class MissingSession(BadRequest):
+    pass
+
+
+class BadProtocolVersion(BadRequest):
+    pass
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    code = INVALID_REQUEST
+
+    def __init__(self, message: str, *, error: str = "invalid_token") -> None:
+        # RFC 6750 section 3: the challenge names the failure so clients know to fetch a new token.
+        super().__init__(message, headers={"WWW-Authenticate": f'Bearer realm="mcp-tornado", error="{error}"'})
+
+
+class Forbidden(GatewayError):
+    status = 403
+    code = INVALID_REQUEST
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = INVALID_REQUEST
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = INVALID_REQUEST
+
+
+class NotAcceptable(GatewayError):
+    status = 406
+    code = INVALID_REQUEST
+
+
+class Conflict(GatewayError):
+    status = 409
+    code = INVALID_REQUEST
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = INVALID_REQUEST
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = INVALID_REQUEST
+
+
+class Unavailable(GatewayError):
+    status = 503
+    code = INTERNAL_ERROR
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
+
+
+class DefinitionError(Exception):
+    """A server definition that cannot be loaded: `str()` is `file:line: problem`."""
+
+    def __init__(self, path: str, line: int | None, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{path}:{line if line is not None else 1}: {problem}")

@@ -1,0 +1,61 @@
+"""`GET /health` (machines) and `GET /` (people): what runs, how it is, no secrets."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import tornado.template
+
+from mcp_tornado import __version__
+from mcp_tornado.handlers.base import BaseHandler
+from mcp_tornado.hosting.registry import ServerRegistry
+
+_STARTED = time.monotonic()
+
+
+def status(registry: ServerRegistry) -> dict[str, Any]:
+    servers = {}
+    for hosted in registry:
+        info = hosted.backend.describe()
+        servers[hosted.name] = {"state": info["state"], "kind": info["kind"], "sessions": len(hosted.sessions)}
+    healthy = all(s["state"] == "running" for s in servers.values())
+    return {
+        "status": "ok" if healthy else "degraded",
+        "version": __version__,
+        "uptime_seconds": round(time.monotonic() - _STARTED, 1),
+        "servers": servers,
+        "problems": len(registry.problems),
+    }
+
+
+class HealthHandler(BaseHandler):
+    def initialize(self, registry: ServerRegistry) -> None:
+        self.registry = registry
+
+    def get(self) -> None:
+        self.write_json(status(self.registry))
+
+
+_PAGE = tornado.template.Template(
+    """<!doctype html>
+<html><head><meta charset="utf-8"><title>mcp-tornado</title>
+<style>body{font:15px system-ui;margin:2em}td,th{padding:.3em 1em;text-align:left}</style></head>
+<body><h1>mcp-tornado {{ s["version"] }}</h1>
+<p>Status: <b>{{ s["status"] }}</b>, up {{ s["uptime_seconds"] }} s.</p>
+<table><tr><th>server</th><th>route</th><th>kind</th><th>state</th><th>sessions</th></tr>
+{% for name, info in s["servers"].items() %}<tr><td>{{ name }}</td><td><code>/{{ name }}/mcp</code></td>
+<td>{{ info["kind"] }}</td><td>{{ info["state"] }}</td><td>{{ info["sessions"] }}</td></tr>{% end %}
+</table>
+{% if problems %}<h2>Definitions with problems</h2><ul>{% for p in problems %}<li><code>{{ p }}</code></li>{% end %}</ul>{% end %}
+</body></html>"""
+)
+
+
+class StatusPageHandler(BaseHandler):
+    def initialize(self, registry: ServerRegistry) -> None:
+        self.registry = registry
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(_PAGE.generate(s=status(self.registry), problems=sorted(self.registry.problems.values())))

@@ -1,0 +1,296 @@
+"""`/{name}/mcp` (and `/mcp/{name}`): MCP Streamable HTTP on Tornado.
+
+HTTP only: this handler checks headers, parses and validates the JSON-RPC body with
+`mcp_types`, authenticates, finds the session, and hands messages to it. It is also the
+`Sink` its session writes through: a POST answers as JSON unless the session switched it to
+SSE, and a GET is the session's long-lived event stream with a keepalive comment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pydantic_core
+import tornado.ioloop
+from mcp_types import (
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+from mcp_tornado import auth
+from mcp_tornado.errors import (
+    BadProtocolVersion,
+    BadRequest,
+    Forbidden,
+    MissingSession,
+    NotAcceptable,
+    NotFound,
+    ParseError,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from mcp_tornado.handlers.base import BaseHandler
+from mcp_tornado.hosting.hosted import HostedServer
+from mcp_tornado.hosting.registry import ServerRegistry
+from mcp_tornado.settings import Settings
+from mcp_tornado.transport.exchange import Reply
+from mcp_tornado.transport.sessions import Session
+from mcp_tornado.transport.sse import KEEPALIVE_FRAME
+
+SESSION_HEADER = "Mcp-Session-Id"
+VERSION_HEADER = "MCP-Protocol-Version"
+LAST_EVENT_ID_HEADER = "Last-Event-ID"
+# What a request without MCP-Protocol-Version speaks, as the 2025-06-18 transport spec says.
+DEFAULT_PROTOCOL_VERSION = "2025-03-26"
+# The only revision whose transport takes JSON-RPC batches (added 2025-03-26, gone 2025-06-18).
+BATCH_VERSIONS = frozenset({"2024-11-05", "2025-03-26"})
+
+
+def _accepts(header: str, *wanted: str) -> bool:
+    types_ = {part.split(";", 1)[0].strip().lower() for part in header.split(",")}
+    if "*/*" in types_:
+        return True
+    return all(w in types_ or f"{w.split('/')[0]}/*" in types_ for w in wanted)
+
+
+class McpHandler(BaseHandler):
+    jsonrpc_errors = True
+
+    def initialize(self, registry: ServerRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings_ = settings
+        self._gone = False
+        self._json_body: bytes | None = None
+        self._keepalive: tornado.ioloop.PeriodicCallback | None = None
+        self._reply: Reply | None = None
+        self._stream_done: asyncio.Future[None] | None = None
+        self._detach: Any = None
+
+    # -- shared checks --------------------------------------------------------------------
+
+    def _hosted(self, name: str) -> HostedServer:
+        hosted = self.registry.get(name)
+        if hosted is None:
+            raise NotFound(f"unknown server {name!r}")
+        return hosted
+
+    def _protocol_version(self) -> str | None:
+        version = self.request.headers.get(VERSION_HEADER)
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            raise BadProtocolVersion(
+                f"unsupported {VERSION_HEADER} {version!r}; supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
+            )
+        return version
+
+    def _principal(self, required: bool) -> auth.Principal | None:
+        token = auth.bearer_token(self.request.headers.get("Authorization"))
+        if token is None:
+            if required:
+                raise Unauthorized("a Bearer token is required", error="invalid_request")
+            return None
+        return auth.verify(token, self.settings_.jwt_secret or "")
+
+    def _session(self, hosted: HostedServer) -> Session:
+        session_id = self.request.headers.get(SESSION_HEADER)
+        if not session_id:
+            raise MissingSession(f"missing {SESSION_HEADER} header")
+        session = hosted.sessions.get(session_id)
+        token = auth.bearer_token(self.request.headers.get("Authorization"))
+        if token is not None and (session is None or token != session.principal.token):
+            # A token on a later request must be valid and name the same server and user.
+            principal = auth.verify(token, self.settings_.jwt_secret or "")
+            hosted.authorize(principal)
+            if session is not None and principal.user_id != session.principal.user_id:
+                raise Forbidden("token is for another user than this session's")
+        if session is None:
+            raise NotFound("unknown or ended session")
+        if session.expired:
+            asyncio.ensure_future(hosted.end_session(session))
+            if token is not None:
+                raise Unauthorized("token expired")
+            raise NotFound("session ended: its token expired")
+        hosted.sessions.touch(session)
+        return session
+
+    # -- POST -----------------------------------------------------------------------------
+
+    async def post(self, name: str) -> None:
+        hosted = self._hosted(name)
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            raise UnsupportedMediaType("Content-Type must be application/json")
+        if not _accepts(self.request.headers.get("Accept", ""), "application/json", "text/event-stream"):
+            raise NotAcceptable("Accept must list application/json and text/event-stream")
+        if len(self.request.body) > self.settings_.max_body_bytes:
+            raise PayloadTooLarge(f"body over {self.settings_.max_body_bytes} bytes")
+        version = self._protocol_version()
+        messages, batch = _parse(self.request.body)
+        session_id = self.request.headers.get(SESSION_HEADER)
+
+        if not session_id and not batch and isinstance(messages[0], JSONRPCRequest) and messages[0].method == "initialize":
+            await self._initialize(hosted, messages[0])
+            return
+        if any(isinstance(m, JSONRPCRequest) and m.method == "initialize" for m in messages):
+            raise BadRequest("initialize must be sent alone, without a session" if batch else "session already initialized")
+        session = self._session(hosted)
+        if batch and (version or DEFAULT_PROTOCOL_VERSION) not in BATCH_VERSIONS:
+            raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
+
+        requests: list[JSONRPCRequest] = []
+        for message in messages:
+            if isinstance(message, JSONRPCRequest):
+                requests.append(message)
+            elif isinstance(message, JSONRPCNotification):
+                await session.notify(message)
+            elif isinstance(message, JSONRPCResponse):
+                session.answer(message.id, message.result)
+            elif isinstance(message, JSONRPCError) and message.id is not None:
+                session.answer(message.id, message.error)
+        if not requests:
+            self.set_status(202)
+            self.finish()
+            return
+        self._reply = Reply(session, self, batch=batch)
+        await session.serve(requests, self._reply)
+        self._finish_json()
+
+    async def _initialize(self, hosted: HostedServer, request: JSONRPCRequest) -> None:
+        principal = self._principal(required=True)
+        assert principal is not None
+        hosted.authorize(principal)
+        session = await hosted.open_session(principal)
+        self.set_header(SESSION_HEADER, session.id)
+        self._reply = Reply(session, self, batch=False)
+        if not await session.serve([request], self._reply):
+            # A refused handshake leaves no session behind.
+            await hosted.end_session(session)
+            self.clear_header(SESSION_HEADER)
+        self._finish_json()
+
+    def _finish_json(self) -> None:
+        if self._json_body is not None and not self._finished:
+            self.set_header("Content-Type", "application/json")
+            self.finish(self._json_body)
+
+    # -- GET ------------------------------------------------------------------------------
+
+    async def get(self, name: str) -> None:
+        hosted = self._hosted(name)
+        if not _accepts(self.request.headers.get("Accept", ""), "text/event-stream"):
+            raise NotAcceptable("Accept must list text/event-stream")
+        self._protocol_version()
+        session = self._session(hosted)
+        stream, replay_after = session.standalone, None
+        last_event_id = self.request.headers.get(LAST_EVENT_ID_HEADER)
+        if last_event_id is not None and last_event_id.isdigit():
+            replay_after = int(last_event_id)
+            stream = session.stream_for_resume(replay_after) or session.standalone
+        if stream.attached:
+            from mcp_tornado.errors import Conflict
+
+            raise Conflict("this session already has an open stream")
+        self._stream_done = asyncio.get_running_loop().create_future()
+        self.begin_stream()
+        self._detach = lambda: stream.detach(self)
+        stream.attach(self, replay_after=replay_after)
+        await self._stream_done
+
+    # -- DELETE ---------------------------------------------------------------------------
+
+    async def delete(self, name: str) -> None:
+        hosted = self._hosted(name)
+        self._protocol_version()
+        session = self._session(hosted)
+        await hosted.end_session(session)
+        self.set_status(200)
+        self.finish()
+
+    # -- the Sink the session writes through -----------------------------------------------
+
+    def respond_json(self, body: bytes) -> None:
+        self._json_body = body
+
+    def begin_stream(self) -> None:
+        self.set_status(200)
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to hold events back
+        self._send()
+        self._keepalive = tornado.ioloop.PeriodicCallback(
+            self._ping, self.settings_.sse_keepalive_interval * 1000
+        )
+        self._keepalive.start()
+
+    def write_frame(self, chunk: bytes) -> bool:
+        if self._gone or self._finished:
+            return False
+        self.write(chunk)
+        self._send()
+        return True
+
+    def end_stream(self) -> None:
+        self._stop_keepalive()
+        if not self._finished and not self._gone:
+            self.finish()
+        if self._stream_done is not None and not self._stream_done.done():
+            self._stream_done.set_result(None)
+
+    def _ping(self) -> None:
+        if not self.write_frame(KEEPALIVE_FRAME):
+            self._stop_keepalive()
+
+    def _send(self) -> None:
+        future = self.flush()
+        # A client that left fails this write; on_connection_close does the cleanup.
+        future.add_done_callback(lambda f: f.exception())
+
+    def _stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
+            self._keepalive = None
+
+    def on_connection_close(self) -> None:
+        """The client left: free its stream at once (a resume can pick the events up)."""
+        self._gone = True
+        self._stop_keepalive()
+        if self._reply is not None:
+            self._reply.detach()
+        if self._detach is not None:
+            self._detach()
+        if self._stream_done is not None and not self._stream_done.done():
+            self._stream_done.set_result(None)
+
+    def on_finish(self) -> None:
+        self._stop_keepalive()
+
+
+def _parse(body: bytes) -> tuple[list[Any], bool]:
+    """The body's JSON-RPC messages, validated with `mcp_types`, and whether it was a batch."""
+    if body[:1].lstrip() == b"[" or body.lstrip()[:1] == b"[":
+        try:
+            raw = pydantic_core.from_json(body)
+        except ValueError as exc:
+            raise ParseError(f"Parse error: {exc}") from None
+        if not raw:
+            raise BadRequest("empty batch")
+        try:
+            return [jsonrpc_message_adapter.validate_python(item, by_name=False) for item in raw], True
+        except ValidationError:
+            raise BadRequest("Invalid Request: not a JSON-RPC 2.0 message") from None
+    try:
+        return [jsonrpc_message_adapter.validate_json(body, by_name=False)], False
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise ParseError("Parse error: body is not valid JSON") from None
+        raise BadRequest("Invalid Request: not a JSON-RPC 2.0 message") from None
+
+
+__all__ = ["McpHandler", "ErrorData"]

@@ -1,0 +1,78 @@
+"""`HostedServer`: one route's server: its definition, its backend, its sessions, its keys."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mcp_tornado.auth import ApiKeys, Principal, require_server
+from mcp_tornado.backends.base import Backend
+from mcp_tornado.hosting.spec import ServerSpec
+from mcp_tornado.settings import Settings
+from mcp_tornado.transport.sessions import Session, SessionRegistry
+
+logger = logging.getLogger(__name__)
+
+
+class HostedServer:
+    def __init__(self, spec: ServerSpec, backend: Backend, settings: Settings) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.backend = backend
+        self.api_keys = ApiKeys(spec.api_keys)
+        self.sessions = SessionRegistry(settings.max_sessions_per_server)
+        self._event_buffer_size = settings.event_buffer_size
+
+    def authorize(self, principal: Principal) -> None:
+        """Raises `Forbidden` unless the token opens this server."""
+        require_server(principal, self.name, self.api_keys)
+
+    async def open_session(self, principal: Principal) -> Session:
+        session = Session(
+            self.name,
+            self.backend.server,
+            self.backend.lifespan_state,
+            principal,
+            event_buffer_size=self._event_buffer_size,
+        )
+        session.runner.init_options = self.backend.init_options
+        for evicted in self.sessions.add(session):
+            logger.info("%s: session cap reached, evicting the longest-idle session", self.name)
+            await evicted.close()
+        return session
+
+    def adopt_sessions(self, previous: HostedServer) -> None:
+        """Take over `previous`'s live sessions (a reloaded definition of the same route)."""
+        self.sessions, previous.sessions = previous.sessions, SessionRegistry(self.sessions.max_sessions)
+        for session in self.sessions:
+            session.set_server(self.backend.server)
+            session.runner.init_options = self.backend.init_options
+
+    async def end_session(self, session: Session) -> None:
+        self.sessions.remove(session)
+        await session.close()
+
+    async def reap(self, idle_timeout: float) -> int:
+        stale = self.sessions.stale(idle_timeout)
+        for session in stale:
+            await self.end_session(session)
+        return len(stale)
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def stop(self) -> None:
+        for session in self.sessions:
+            await self.end_session(session)
+        await self.backend.stop()
+
+    def describe(self) -> dict[str, Any]:
+        """Status for `/health` and the management API: no keys, no hashes, no tokens."""
+        return {
+            "name": self.name,
+            "title": self.spec.title,
+            "version": self.spec.version,
+            **self.backend.describe(),
+            "sessions": len(self.sessions),
+            "source": self.spec.source,
+        }

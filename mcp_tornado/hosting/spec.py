@@ -1,0 +1,252 @@
+"""A hosted server's definition: YAML (or a REST body) -> a validated, frozen `ServerSpec`.
+
+Parsing keeps the line of every node, so each problem is reported as `file:line: problem`.
+The JSON Schema in `mcp_tornado/schema/server.schema.json` is the single description of the
+format; this module only adds what a schema cannot say (valid tool schemas, key digests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from mcp_tornado.errors import DefinitionError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_SHA256_ENTRY = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
+
+SCHEMA: dict[str, Any] = json.loads(
+    resources.files("mcp_tornado").joinpath("schema/server.schema.json").read_text(encoding="utf-8")
+)
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    handler: str
+    title: str | None = None
+    description: str | None = None
+    input_schema: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"type": "object"})
+    output_schema: Mapping[str, Any] | None = None
+    annotations: Mapping[str, Any] | None = None
+    line: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceSpec:
+    uri: str
+    name: str
+    title: str | None = None
+    description: str | None = None
+    mime_type: str | None = None
+    text: str | None = None
+    handler: str | None = None
+    line: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptArgumentSpec:
+    name: str
+    description: str | None = None
+    required: bool = False
+    values: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptSpec:
+    name: str
+    title: str | None = None
+    description: str | None = None
+    arguments: tuple[PromptArgumentSpec, ...] = ()
+    messages: tuple[tuple[str, str], ...] = ()
+    handler: str | None = None
+    line: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSpec:
+    """Everything a file says about one hosted server; `source` is the file (or `REST`)."""
+
+    name: str
+    source: str
+    backend: str  # "inprocess" | "app" | "command" | "url"
+    title: str | None = None
+    version: str = "1.0.0"
+    description: str | None = None
+    instructions: str | None = None
+    api_keys: tuple[str, ...] = ()
+    timeout: float = 60.0
+    tools: tuple[ToolSpec, ...] = ()
+    resources: tuple[ResourceSpec, ...] = ()
+    prompts: tuple[PromptSpec, ...] = ()
+    app: str | None = None
+    document: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def load_file(path: Path) -> ServerSpec:
+    """Read and validate one definition file. Raises `DefinitionError` (`file:line: problem`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(str(path), None, f"cannot read: {exc}") from None
+    return parse(text, source=str(path), default_name=path.stem)
+
+
+def parse(text: str, *, source: str, default_name: str) -> ServerSpec:
+    document, lines = _load_yaml(text, source)
+    return from_document(document, source=source, default_name=default_name, lines=lines)
+
+
+def from_document(
+    document: Any, *, source: str, default_name: str, lines: Mapping[Path_, int] | None = None
+) -> ServerSpec:
+    """Validate an already-parsed document (a YAML file's content or a REST body)."""
+    lines = lines or {}
+
+    def fail(path: Path_, problem: str) -> DefinitionError:
+        return DefinitionError(source, _line_of(lines, path), problem)
+
+    if not isinstance(document, dict):
+        raise fail((), "a server definition must be a mapping")
+    errors = sorted(_VALIDATOR.iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        where = tuple(best.absolute_path)
+        field = ".".join(str(p) for p in where) or "(top level)"
+        raise fail(where, f"{field}: {best.message}")
+    name = document.get("name", default_name)
+    if not NAME_PATTERN.match(str(name)):
+        raise fail(("name",), f"name: {name!r} is not a valid server name ([A-Za-z0-9][A-Za-z0-9_-]{{0,63}})")
+    for i, entry in enumerate(document.get("api_keys", [])):
+        if entry.startswith("sha256:") and not _SHA256_ENTRY.match(entry):
+            raise fail(("api_keys", i), f"api_keys.{i}: a sha256 entry needs 64 hex digits")
+    tools = []
+    seen: set[str] = set()
+    for i, raw in enumerate(document.get("tools", [])):
+        if raw["name"] in seen:
+            raise fail(("tools", i, "name"), f"tools.{i}.name: duplicate tool {raw['name']!r}")
+        seen.add(raw["name"])
+        for key in ("inputSchema", "outputSchema"):
+            if key in raw:
+                _check_json_schema(raw[key], fail, ("tools", i, key))
+        input_schema = raw.get("inputSchema", {"type": "object"})
+        if input_schema.get("type") != "object":
+            raise fail(("tools", i, "inputSchema"), f"tools.{i}.inputSchema: type must be 'object'")
+        tools.append(
+            ToolSpec(
+                name=raw["name"],
+                handler=raw["handler"],
+                title=raw.get("title"),
+                description=raw.get("description"),
+                input_schema=input_schema,
+                output_schema=raw.get("outputSchema"),
+                annotations=raw.get("annotations"),
+                line=_line_of(lines, ("tools", i)),
+            )
+        )
+    resources_ = tuple(
+        ResourceSpec(
+            uri=raw["uri"],
+            name=raw["name"],
+            title=raw.get("title"),
+            description=raw.get("description"),
+            mime_type=raw.get("mimeType"),
+            text=raw.get("text"),
+            handler=raw.get("handler"),
+            line=_line_of(lines, ("resources", i)),
+        )
+        for i, raw in enumerate(document.get("resources", []))
+    )
+    prompts = tuple(
+        PromptSpec(
+            name=raw["name"],
+            title=raw.get("title"),
+            description=raw.get("description"),
+            arguments=tuple(
+                PromptArgumentSpec(
+                    name=a["name"],
+                    description=a.get("description"),
+                    required=bool(a.get("required", False)),
+                    values=tuple(a.get("values", ())),
+                )
+                for a in raw.get("arguments", [])
+            ),
+            messages=tuple((m["role"], m["text"]) for m in raw.get("messages", [])),
+            handler=raw.get("handler"),
+            line=_line_of(lines, ("prompts", i)),
+        )
+        for i, raw in enumerate(document.get("prompts", []))
+    )
+    backend = next((kind for kind in ("app", "command", "url") if kind in document), "inprocess")
+    return ServerSpec(
+        name=str(name),
+        source=source,
+        backend=backend,
+        title=document.get("title"),
+        version=str(document.get("version", "1.0.0")),
+        description=document.get("description"),
+        instructions=document.get("instructions"),
+        api_keys=tuple(document.get("api_keys", ())),
+        timeout=float(document.get("timeout", 60.0)),
+        tools=tuple(tools),
+        resources=resources_,
+        prompts=prompts,
+        app=document.get("app"),
+        document=document,
+    )
+
+
+def _check_json_schema(schema: Any, fail: Any, where: Path_) -> None:
+    try:
+        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        field = ".".join(str(p) for p in (*where, *exc.absolute_path))
+        raise fail((*where, *exc.absolute_path), f"{field}: not a valid JSON Schema: {exc.message}") from None
+
+
+def _line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:
+    """The line of the deepest node on `path` that the file has (1-based)."""
+    for depth in range(len(path), -1, -1):
+        line = lines.get(tuple(path[:depth]))
+        if line is not None:
+            return line
+    return None
+
+
+def _load_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise DefinitionError(source, line, f"invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise DefinitionError(source, None, f"invalid YAML: {exc}") from None
+    lines: dict[Path_, int] = {}
+    if root is not None:
+        _collect_lines(root, (), lines)
+    return document, lines
+
+
+def _collect_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            _collect_lines(value, child, lines)
+            lines[child] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _collect_lines(item, (*path, i), lines)

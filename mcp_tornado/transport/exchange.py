@@ -1,0 +1,164 @@
+"""One POST's answer (`Reply`) and the per-request channel the SDK handlers talk to (`Exchange`).
+
+A reply starts as plain JSON. It switches to an SSE stream only when the server sends
+something before the result: progress, a log message, or a request of its own (sampling,
+elicitation). `Exchange` is the `mcp` SDK's `DispatchContext` for one inbound request: the
+SDK's `ServerRunner` calls it directly, with no memory streams or extra tasks in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import pydantic_core
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import MCPError, NoBackChannelError
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
+from mcp_types import REQUEST_TIMEOUT, ErrorData, RequestId
+
+from mcp_tornado.transport.sse import EventStream, Sink
+
+if TYPE_CHECKING:
+    from mcp_tornado.transport.sessions import Session
+
+TRANSPORT = TransportContext(kind="streamable-http", can_send_request=True)
+
+
+def dumps(message: Any) -> bytes:
+    return pydantic_core.to_json(message)
+
+
+class ReplySink(Sink, Protocol):
+    """The HTTP side of one POST."""
+
+    def respond_json(self, body: bytes) -> None: ...
+
+    def begin_stream(self) -> None: ...
+
+
+class Reply:
+    """The answer to one POST: JSON when it can be, an SSE stream when it must."""
+
+    def __init__(self, session: Session, sink: ReplySink, *, batch: bool) -> None:
+        self.session = session
+        self._sink = sink
+        self._batch = batch
+        self._responses: list[Any] = []
+        self.stream: EventStream | None = None
+
+    def emit(self, message: Mapping[str, Any]) -> None:
+        """Send a message ahead of the result; the reply becomes an SSE stream."""
+        if self.stream is None:
+            self.stream = self.session.open_stream()
+            self._sink.begin_stream()
+            self.stream.attach(self._sink)
+        self.stream.send(dumps(message))
+
+    def respond(self, message: Mapping[str, Any]) -> None:
+        if self.stream is not None:
+            self.stream.send(dumps(message))
+        else:
+            self._responses.append(message)
+
+    def finish(self) -> None:
+        if self.stream is not None:
+            self.session.close_stream(self.stream)
+        elif not self._responses:
+            # Every request in it was cancelled: nothing may be answered, so end an empty stream.
+            self._sink.begin_stream()
+            self._sink.end_stream()
+        elif self._batch:
+            self._sink.respond_json(dumps(self._responses))
+        else:
+            self._sink.respond_json(dumps(self._responses[0]))
+
+    def detach(self) -> None:
+        """The client went away: keep buffering for a resume, stop writing."""
+        if self.stream is not None:
+            self.stream.detach(self._sink)
+
+
+class Exchange:
+    """The SDK `DispatchContext` of one inbound request, answering on its `Reply`."""
+
+    __slots__ = ("_reply", "_request_id", "_params", "message_metadata", "_cancel", "scope", "closed")
+
+    def __init__(
+        self, reply: Reply, request_id: RequestId, params: Mapping[str, Any] | None, metadata: ServerMessageMetadata
+    ) -> None:
+        self._reply = reply
+        self._request_id = request_id
+        self._params = params
+        self.message_metadata = metadata
+        self._cancel: anyio.Event | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.closed = False
+
+    @property
+    def transport(self) -> TransportContext:
+        return TRANSPORT
+
+    @property
+    def can_send_request(self) -> bool:
+        return not self.closed
+
+    @property
+    def request_id(self) -> RequestId:
+        return self._request_id
+
+    @property
+    def cancel_requested(self) -> anyio.Event:
+        if self._cancel is None:
+            self._cancel = anyio.Event()
+        return self._cancel
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel is not None and self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self.cancel_requested.set()
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
+        if self.closed or self.cancelled:
+            return
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self._reply.emit(message)
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        token = progress_token_from_params(self._params)
+        if token is None:
+            return
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self.notify("notifications/progress", params)
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        if not self.can_send_request:
+            raise NoBackChannelError(method)
+        return await self._reply.session.request_client(method, params, opts, self._reply.emit)
+
+
+async def await_answer(future: asyncio.Future[Any], timeout: float | None, method: str) -> dict[str, Any]:
+    """Wait for the client's answer to a server-to-client request."""
+    try:
+        outcome = await asyncio.wait_for(future, timeout) if timeout is not None else await future
+    except TimeoutError:
+        raise MCPError(code=REQUEST_TIMEOUT, message=f"client did not answer {method} in {timeout} s") from None
+    if isinstance(outcome, ErrorData):
+        raise MCPError.from_error_data(outcome)
+    return outcome

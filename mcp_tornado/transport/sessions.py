@@ -1,0 +1,310 @@
+"""Sessions: one MCP connection's state (`Session`) and the table of a server's sessions.
+
+A `Session` drives the `mcp` SDK's `ServerRunner` for one client: each inbound request is
+handed straight to `runner.on_request` with an `Exchange` as its dispatch context, so the
+SDK supplies the protocol (handshake, ping, validation, logging, completion, pagination)
+while this module only routes what leaves it: to the POST that asked, or to the GET stream.
+
+`SessionRegistry` is one hosted server's table: a cap on live sessions (the longest-idle one
+is evicted first) and the list of sessions the reaper should end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from mcp.server.connection import Connection
+from mcp.server.runner import ServerRunner, aclose_shielded
+from mcp.shared.dispatcher import CallOptions, coerce_request_id
+from mcp.shared.exceptions import NoBackChannelError
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
+from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
+
+from mcp_tornado.auth import Principal
+from mcp_tornado.transport.exchange import TRANSPORT, Exchange, Reply, await_answer, dumps
+from mcp_tornado.transport.sse import EventBuffer, EventStream
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel.server import Server
+
+logger = logging.getLogger(__name__)
+
+# 32 random bytes: 256 bits, url-safe base64 (visible ASCII), well past the 128 bits asked for.
+SESSION_ID_BYTES = 32
+
+
+class RequestInfo:
+    """What a hosted server may know about who is calling: reaches handlers as `ctx.request`."""
+
+    __slots__ = ("session_id", "api_key", "user_id", "server_name", "log_level")
+
+    def __init__(self, session_id: str | None, principal: Principal, server_name: str) -> None:
+        self.session_id = session_id
+        # The threshold the client set with logging/setLevel; None means everything.
+        self.log_level: str | None = None
+        self.api_key = principal.api_key
+        self.user_id = principal.user_id
+        self.server_name = server_name
+
+
+class Session:
+    """One client's MCP session on one hosted server."""
+
+    def __init__(
+        self,
+        server_name: str,
+        server: Server[Any],
+        lifespan_state: Any,
+        principal: Principal,
+        *,
+        event_buffer_size: int,
+    ) -> None:
+        self.id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        self.server_name = server_name
+        self.principal = principal
+        self.events = EventBuffer(event_buffer_size)
+        self.standalone = EventStream("get", self.events)
+        self.connection = Connection.for_loop(_StandaloneOutbound(self), session_id=self.id)
+        self.runner: ServerRunner[Any] = ServerRunner(server, self.connection, lifespan_state)
+        # Handed to every request unchanged: who is calling does not change within a session.
+        self._metadata = ServerMessageMetadata(request_context=RequestInfo(self.id, principal, server_name))
+        self.in_flight: dict[RequestId, Exchange] = {}
+        self._streams: dict[str, EventStream] = {}
+        self._stream_ids = itertools.count(1)
+        self._pending: dict[RequestId, asyncio.Future[Any]] = {}
+        self._request_ids = itertools.count(1)
+        self.created = self.last_active = time.monotonic()
+        self.closed = False
+
+    @property
+    def expired(self) -> bool:
+        """Past its token's `exp`: a session never outlives the token that opened it."""
+        exp = self.principal.expires_at
+        return exp is not None and time.time() >= exp
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+
+    def set_server(self, server: Server[Any]) -> None:
+        """A reloaded definition: later requests reach the new handlers on the same session."""
+        self.runner.server = server
+
+    # -- inbound -------------------------------------------------------------------------
+
+    async def serve(self, requests: list[JSONRPCRequest], reply: Reply) -> bool:
+        """Answer `requests` (one, or a batch) on `reply`. True when every one succeeded."""
+        if len(requests) == 1:
+            ok = await self._serve_one(requests[0], reply)
+        else:
+            ok = all(await asyncio.gather(*(self._serve_one(r, reply) for r in requests)))
+        reply.finish()
+        return ok
+
+    async def _serve_one(self, request: JSONRPCRequest, reply: Reply) -> bool:
+        exchange = Exchange(reply, request.id, request.params, self._metadata)
+        key = coerce_request_id(request.id)
+        self.in_flight[key] = exchange
+        message: dict[str, Any] | None = None
+        try:
+            with anyio.CancelScope() as exchange.scope:
+                try:
+                    result = await self.runner.on_request(exchange, request.method, request.params)
+                    message = {"jsonrpc": "2.0", "id": request.id, "result": result}
+                except Exception as exc:
+                    message = {"jsonrpc": "2.0", "id": request.id, "error": _error_of(exc, request.method)}
+        finally:
+            exchange.closed = True
+            if self.in_flight.get(key) is exchange:
+                del self.in_flight[key]
+        if exchange.cancelled:
+            return False  # the client cancelled it: the spec forbids any answer
+        if message is None:  # interrupted because the session ended
+            message = {"jsonrpc": "2.0", "id": request.id, "error": {"code": CONNECTION_CLOSED, "message": "session ended"}}
+        reply.respond(message)
+        return "result" in message
+
+    async def notify(self, notification: JSONRPCNotification) -> None:
+        """A client notification: cancellation is handled here, the rest by the SDK."""
+        if notification.method == "notifications/cancelled":
+            request_id = cancelled_request_id_from_params(notification.params)
+            if request_id is not None and (exchange := self.in_flight.get(coerce_request_id(request_id))):
+                exchange.cancel()
+        await self.runner.on_notify(_NotificationContext(self), notification.method, notification.params)
+
+    def answer(self, request_id: RequestId, outcome: dict[str, Any] | ErrorData) -> bool:
+        """The client's answer to one of our requests; False when nothing waits for that id."""
+        future = self._pending.get(request_id)
+        if future is None or future.done():
+            return False
+        future.set_result(outcome)
+        return True
+
+    # -- outbound ------------------------------------------------------------------------
+
+    async def request_client(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        opts: CallOptions | None,
+        emit: Callable[[Mapping[str, Any]], None],
+    ) -> dict[str, Any]:
+        """Send a server-to-client request with `emit` and wait for the answer POSTed back."""
+        if self.closed:
+            raise NoBackChannelError(method)
+        # A prefix no client uses for its own ids, so answers can never be confused.
+        request_id = f"mcpt-{next(self._request_ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        try:
+            emit(message)
+            return await await_answer(future, (opts or {}).get("timeout"), method)
+        finally:
+            self._pending.pop(request_id, None)
+
+    def open_stream(self) -> EventStream:
+        stream = EventStream(f"post-{next(self._stream_ids)}", self.events)
+        self._streams[stream.key] = stream
+        return stream
+
+    def close_stream(self, stream: EventStream) -> None:
+        stream.end()
+        # Kept while its events are still in the buffer, so a client can resume and read the end.
+        if len(self._streams) > 64:
+            for key in [k for k, s in self._streams.items() if s.finished][:32]:
+                del self._streams[key]
+
+    def stream_for_resume(self, last_event_id: int) -> EventStream | None:
+        key = self.events.stream_of(last_event_id)
+        if key is None:
+            return None
+        return self.standalone if key == self.standalone.key else self._streams.get(key)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """End the session: interrupt its requests, release waiters, close its streams and SDK state."""
+        if self.closed:
+            return
+        self.closed = True
+        for exchange in list(self.in_flight.values()):
+            if exchange.scope is not None:
+                exchange.scope.cancel()
+        closed = ErrorData(code=CONNECTION_CLOSED, message="session ended")
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(closed)
+        self.standalone.end()
+        await aclose_shielded(self.connection)
+
+
+def _error_of(exc: Exception, method: str) -> dict[str, Any]:
+    error = handler_exception_to_error_data(exc)
+    if error is None:
+        # Handler internals never reach the wire; the log has the traceback.
+        logger.exception("handler for %r raised", method)
+        error = ErrorData(code=INTERNAL_ERROR, message="Internal error")
+    return error.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+class _StandaloneOutbound:
+    """The session's connection-scoped channel: the GET stream."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        # Buffered even with no GET attached, so a resuming client still receives it.
+        self._session.standalone.send(dumps(message))
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        session = self._session
+        if not session.standalone.attached:
+            raise NoBackChannelError(method)
+        return await session.request_client(method, params, opts, lambda m: session.standalone.send(dumps(m)))
+
+
+class _NotificationContext:
+    """Dispatch context for a client notification: it has no reply, so it speaks on the GET stream."""
+
+    def __init__(self, session: Session) -> None:
+        self._outbound = session.connection.outbound
+        self.message_metadata = session._metadata
+        self.cancel_requested = anyio.Event()
+
+    transport: TransportContext = TRANSPORT
+    request_id = None
+    can_send_request = False
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
+        await self._outbound.notify(method, params, opts)
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        raise NoBackChannelError(method)
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None
+
+
+class SessionRegistry:
+    """One hosted server's live sessions, most recently active last."""
+
+    def __init__(self, max_sessions: int) -> None:
+        self._sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
+        self.max_sessions = max_sessions
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Any:
+        return iter(list(self._sessions.values()))
+
+    def add(self, session: Session) -> list[Session]:
+        """Register `session`; returns the longest-idle sessions evicted to stay under the cap."""
+        evicted = []
+        while len(self._sessions) >= self.max_sessions:
+            _, oldest = self._sessions.popitem(last=False)
+            evicted.append(oldest)
+        self._sessions[session.id] = session
+        return evicted
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def touch(self, session: Session) -> None:
+        session.touch()
+        self._sessions.move_to_end(session.id)
+
+    def remove(self, session: Session) -> None:
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+
+    def stale(self, idle_timeout: float) -> list[Session]:
+        """Sessions idle longer than `idle_timeout` seconds, or past their token's expiry."""
+        cutoff = time.monotonic() - idle_timeout
+        stale = []
+        for session in self._sessions.values():
+            if session.last_active >= cutoff:
+                break  # ordered by activity: the rest are fresher
+            stale.append(session)
+        stale.extend(s for s in self._sessions.values() if s.expired and s not in stale)
+        return stale

@@ -1,0 +1,107 @@
+"""Server-Sent Events: framing, per-session event ids, and replay after `Last-Event-ID`.
+
+An `EventStream` is one SSE stream of a session: the long-lived GET stream, or one POST's
+response once it had to switch from JSON to SSE. Every event gets a session-unique id and is
+kept in the session's bounded `EventBuffer`, so a client that lost the stream can come back
+with `Last-Event-ID` and receive what it missed on *that* stream, never another's.
+
+The stream writes through a `Sink` (the HTTP handler); this module never touches HTTP.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Iterator
+from typing import Protocol
+
+KEEPALIVE_FRAME = b": keepalive\n\n"
+
+
+def frame(event_id: int, data: bytes) -> bytes:
+    return b"id: %d\ndata: %s\n\n" % (event_id, data)
+
+
+class Sink(Protocol):
+    """Where an SSE stream's bytes go: an open HTTP response."""
+
+    def write_frame(self, chunk: bytes) -> bool:
+        """Write and flush one frame; False when the client is gone (the stream then detaches)."""
+        ...
+
+    def end_stream(self) -> None:
+        """Finish the HTTP response."""
+        ...
+
+
+class EventBuffer:
+    """The last `size` events of a session, in order, for replay."""
+
+    def __init__(self, size: int) -> None:
+        self._events: collections.deque[tuple[int, str, bytes]] = collections.deque(maxlen=size)
+        self._ids = itertools.count(1)
+
+    def add(self, stream_key: str, data: bytes) -> tuple[int, bytes]:
+        event_id = next(self._ids)
+        chunk = frame(event_id, data)
+        self._events.append((event_id, stream_key, chunk))
+        return event_id, chunk
+
+    def stream_of(self, event_id: int) -> str | None:
+        for seen_id, key, _ in self._events:
+            if seen_id == event_id:
+                return key
+        return None
+
+    def after(self, event_id: int, stream_key: str) -> Iterator[bytes]:
+        for seen_id, key, chunk in list(self._events):
+            if seen_id > event_id and key == stream_key:
+                yield chunk
+
+
+class EventStream:
+    """One SSE stream of a session; events are buffered whether or not a client is attached."""
+
+    def __init__(self, key: str, buffer: EventBuffer) -> None:
+        self.key = key
+        self._buffer = buffer
+        self._sink: Sink | None = None
+        self.finished = False
+
+    @property
+    def attached(self) -> bool:
+        return self._sink is not None
+
+    def attach(self, sink: Sink, *, replay_after: int | None = None) -> None:
+        """Send `sink` what it missed after `replay_after`, then everything new."""
+        self._sink = sink
+        if replay_after is not None:
+            for chunk in self._buffer.after(replay_after, self.key):
+                if not self._write(chunk):
+                    return
+        if self.finished:
+            self.end()
+
+    def detach(self, sink: Sink) -> None:
+        if self._sink is sink:
+            self._sink = None
+
+    def send(self, data: bytes) -> None:
+        _, chunk = self._buffer.add(self.key, data)
+        self._write(chunk)
+
+    def end(self) -> None:
+        """No more events: finish the attached response (a later resume replays, then ends)."""
+        self.finished = True
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.end_stream()
+
+    def _write(self, chunk: bytes) -> bool:
+        sink = self._sink
+        if sink is None:
+            return False
+        if sink.write_frame(chunk):
+            return True
+        self._sink = None
+        return False
