@@ -12,10 +12,12 @@ import dataclasses
 import hashlib
 import hmac
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 
 from mcp_tornado.errors import Forbidden, Unauthorized
 
@@ -23,6 +25,10 @@ ALGORITHM = "HS256"
 # Clock skew tolerated between the token issuer and us.
 LEEWAY_SECONDS = 5
 BEARER_PREFIX = "bearer "
+# RFC 7518 3.2: HS256 keys should have at least 256 bits; shorter ones are warned about once, at start-up.
+MIN_SECRET_BYTES = 32
+# PyJWT would warn on every decode; `settings` reports a short secret once instead.
+warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
+from mcp.shared.message import ServerMessageMetadata
 
 from mcp_tornado.transport.sessions import RequestInfo
 
@@ -60,9 +61,16 @@ class ToolContext:
 
     async def sample(self, prompt: str, *, max_tokens: int = 256, system_prompt: str | None = None) -> Any:
         """Ask the client's model for a completion of `prompt`."""
-        messages = [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))]
-        return await self._ctx.session.create_message(
-            messages, max_tokens=max_tokens, system_prompt=system_prompt, related_request_id=self.request_id
+        # Sent as a plain request: the SDK's `create_message` warns that sampling leaves the 2026 revision.
+        request = types.CreateMessageRequest(
+            params=types.CreateMessageRequestParams(
+                messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
+                max_tokens=max_tokens,
+                system_prompt=system_prompt,
+            )
+        )
+        return await self._ctx.session.send_request(
+            request, types.CreateMessageResult, metadata=ServerMessageMetadata(related_request_id=self.request_id)
         )
 
 

@@ -1,0 +1,67 @@
+"""Shared fixtures: a real gateway on a real port, tokens, and the official MCP client."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import tornado.ioloop
+import tornado.netutil
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp_tornado import auth
+from mcp_tornado.server import Gateway
+from mcp_tornado.settings import Settings
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def servers_dir(tmp_path: Path) -> Path:
+    """A private copy of tests/servers, so a test may change it freely."""
+    target = tmp_path / "servers.d"
+    shutil.copytree(HERE / "servers", target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module (or parametrize) to change the gateway's settings."""
+    return {}
+
+
+@pytest.fixture
+def gateway(io_loop: tornado.ioloop.IOLoop, servers_dir: Path, settings_overrides: dict[str, Any]) -> Iterator[Gateway]:
+    settings = Settings.from_environ({"JWT_SECRET": SECRET}, servers_dir=servers_dir, **settings_overrides)
+    gw = Gateway(settings)
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    io_loop.run_sync(lambda: gw.start(sockets))
+    yield gw
+    io_loop.run_sync(gw.stop)
+
+
+@pytest.fixture
+def base_url(gateway: Gateway) -> str:
+    return f"http://127.0.0.1:{gateway.port}"
+
+
+def token(server: str = "everything", *, api_key: str | None = "plain-key", user: str | None = "ada", ttl: float = 600) -> str:
+    return auth.mint(SECRET, server_name=server, api_key=api_key, user_id=user, ttl=ttl)
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(url: str, bearer: str | None = None, **session_kwargs: Any) -> AsyncIterator[ClientSession]:
+    """The official MCP client, initialized, over Streamable HTTP."""
+    headers = {"Authorization": f"Bearer {bearer or token()}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write, **session_kwargs) as session:
+                await session.initialize()
+                yield session
