@@ -147,12 +147,18 @@ def _connect(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     configs = {
         "Claude Desktop (claude_desktop_config.json)": {
-            "mcpServers": {args.server: {"command": "npx", "args": ["-y", "mcp-remote", url, "--header", f"Authorization:Bearer {token}"]}}
+            "mcpServers": {
+                args.server: {
+                    "command": "npx",
+                    "args": ["-y", "mcp-remote", url, "--header", f"Authorization:Bearer {token}"],
+                }
+            }
         },
         "Cursor (.cursor/mcp.json)": {"mcpServers": {args.server: {"url": url, "headers": headers}}},
         "VS Code (.vscode/mcp.json)": {"servers": {args.server: {"type": "http", "url": url, "headers": headers}}},
     }
     for title, config in configs.items():
         print(f"# {title}\n{json.dumps(config, indent=2)}\n")
-    print(f"# MCP Inspector\nnpx @modelcontextprotocol/inspector --transport http --server-url {url} --header 'Authorization: Bearer {token}'")
+    inspector = f"npx @modelcontextprotocol/inspector --transport http --server-url {url}"
+    print(f"# MCP Inspector\n{inspector} --header 'Authorization: Bearer {token}'")
     return 0

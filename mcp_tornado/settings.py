@@ -56,10 +56,10 @@ class Settings:
     def check(self) -> None:
         for var, field, _ in _ENVIRONMENT:
             value = getattr(self, field)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            if field != "port" and isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise SettingsError(f"{var}: must be greater than zero, got {value}")
-        if not 0 < self.port < 65536:
-            raise SettingsError(f"PORT: must be between 1 and 65535, got {self.port}")
+        if not 0 <= self.port < 65536:  # 0: any free port
+            raise SettingsError(f"PORT: must be between 0 and 65535, got {self.port}")
         if not self.dev and not self.jwt_secret:
             raise SettingsError("JWT_SECRET: required (or run with --dev for an ephemeral secret)")
 

@@ -52,7 +52,9 @@ def base_url(gateway: Gateway) -> str:
     return f"http://127.0.0.1:{gateway.port}"
 
 
-def token(server: str = "everything", *, api_key: str | None = "plain-key", user: str | None = "ada", ttl: float = 600) -> str:
+def token(
+    server: str = "everything", *, api_key: str | None = "plain-key", user: str | None = "ada", ttl: float = 600
+) -> str:
     return auth.mint(SECRET, server_name=server, api_key=api_key, user_id=user, ttl=ttl)
 
 

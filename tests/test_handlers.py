@@ -126,7 +126,9 @@ async def test_wrong_accept_is_406_and_wrong_content_type_is_415(http_client, ba
     as_text = {**headers(session=session), "Content-Type": "text/plain"}
     assert (await post(http_client, base_url, ECHO, headers=as_text)).code == 415
     get = await http_client.fetch(
-        f"{base_url}/everything/mcp", headers={"Mcp-Session-Id": session, "Accept": "application/json"}, raise_error=False
+        f"{base_url}/everything/mcp",
+        headers={"Mcp-Session-Id": session, "Accept": "application/json"},
+        raise_error=False,
     )
     assert get.code == 406
 

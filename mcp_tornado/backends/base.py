@@ -7,14 +7,13 @@ child process or a remote URL), the transport only ever sees `Backend.server`, a
 
 from __future__ import annotations
 
-import abc
 from typing import Any
 
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 
 
-class Backend(abc.ABC):
+class Backend:
     kind: str = "abstract"
 
     def __init__(self, server: Server[Any], *, list_changed: bool = False) -> None:
@@ -22,7 +21,9 @@ class Backend(abc.ABC):
         self.lifespan_state: Any = {}
         self.state = "stopped"
         self.last_error: str | None = None
-        changed = NotificationOptions(prompts_changed=list_changed, resources_changed=list_changed, tools_changed=list_changed)
+        changed = NotificationOptions(
+            prompts_changed=list_changed, resources_changed=list_changed, tools_changed=list_changed
+        )
         # Built once: every session's initialize answers with the same capabilities.
         self.init_options: InitializationOptions = server.create_initialization_options(changed)
 

@@ -93,5 +93,5 @@ class SyncToolContext(ToolContext):
     def elicit(self, message: str, requested_schema: dict[str, Any]) -> types.ElicitResult:  # type: ignore[override]
         return self._run(ToolContext.elicit(self, message, requested_schema))
 
-    def sample(self, prompt: str, *, max_tokens: int = 256, system_prompt: str | None = None) -> Any:  # type: ignore[override]
+    def sample(self, prompt: str, *, max_tokens: int = 256, system_prompt: str | None = None) -> Any:
         return self._run(ToolContext.sample(self, prompt, max_tokens=max_tokens, system_prompt=system_prompt))

@@ -64,7 +64,7 @@ class InProcessBackend(Backend):
             fn = _load(tool.handler, spec.source, tool.line, search_path)
             self._tools[tool.name] = _Tool(
                 fn=fn,
-                is_async=inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)),
+                is_async=_is_async(fn),
                 validator=_validator(tool.input_schema),
                 output_validator=_validator(tool.output_schema) if tool.output_schema else None,
             )
@@ -79,8 +79,13 @@ class InProcessBackend(Backend):
                 )
             )
         self._listed_tools = listed
-        self._resources = {r.uri: (r, _load(r.handler, spec.source, r.line, search_path) if r.handler else None) for r in spec.resources}
-        self._prompts = {p.name: (p, _load(p.handler, spec.source, p.line, search_path) if p.handler else None) for p in spec.prompts}
+        self._resources = {
+            r.uri: (r, _load(r.handler, spec.source, r.line, search_path) if r.handler else None)
+            for r in spec.resources
+        }
+        self._prompts = {
+            p.name: (p, _load(p.handler, spec.source, p.line, search_path) if p.handler else None) for p in spec.prompts
+        }
         super().__init__(self._build_server(), list_changed=True)
 
     def _build_server(self) -> Server[Any]:
@@ -116,7 +121,9 @@ class InProcessBackend(Backend):
         page, cursor = _page(self._listed_tools, params)
         return types.ListToolsResult(tools=page, next_cursor=cursor)
 
-    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         tool = self._tools.get(params.name)
         if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
@@ -148,12 +155,16 @@ class InProcessBackend(Backend):
         if tool.output_validator is not None and not result.is_error:
             problem = jsonschema.exceptions.best_match(tool.output_validator.iter_errors(result.structured_content))
             if problem is not None:
-                return _error_result(f"Tool {params.name} returned output that does not match its outputSchema: {problem.message}")
+                return _error_result(
+                    f"Tool {params.name} returned output that does not match its outputSchema: {problem.message}"
+                )
         return result
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix=f"mcp-{self.spec.name}")
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                self._threads, thread_name_prefix=f"mcp-{self.spec.name}"
+            )
         return self._executor
 
     # -- resources ------------------------------------------------------------------------
@@ -166,7 +177,9 @@ class InProcessBackend(Backend):
         page, cursor = _page(listed, params)
         return types.ListResourcesResult(resources=page, next_cursor=cursor)
 
-    async def _read_resource(self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+    async def _read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
         entry = self._resources.get(str(params.uri))
         if entry is None:
             raise MCPError(code=RESOURCE_NOT_FOUND, message="Resource not found", data={"uri": str(params.uri)})
@@ -182,14 +195,19 @@ class InProcessBackend(Backend):
                 name=p.name,
                 title=p.title,
                 description=p.description,
-                arguments=[types.PromptArgument(name=a.name, description=a.description, required=a.required) for a in p.arguments],
+                arguments=[
+                    types.PromptArgument(name=a.name, description=a.description, required=a.required)
+                    for a in p.arguments
+                ],
             )
             for p, _ in self._prompts.values()
         ]
         page, cursor = _page(listed, params)
         return types.ListPromptsResult(prompts=page, next_cursor=cursor)
 
-    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
+    async def _get_prompt(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
         entry = self._prompts.get(params.name)
         if entry is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
@@ -216,13 +234,15 @@ class InProcessBackend(Backend):
             completion=types.Completion(values=matches[:100], total=len(matches), has_more=len(matches) > 100)
         )
 
-    async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
+    async def _set_level(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
         if isinstance(ctx.request, RequestInfo) and params.level in LOG_LEVELS:
             ctx.request.log_level = params.level
         return types.EmptyResult()
 
     async def _invoke(self, fn: Callable[..., Any], argument: Any, ctx: ServerRequestContext[Any, Any]) -> Any:
-        if inspect.iscoroutinefunction(fn):
+        if _is_async(fn):
             return await fn(argument, ToolContext(ctx, self.spec.name))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool(), fn, argument, SyncToolContext(ctx, self.spec.name, loop))
@@ -244,6 +264,11 @@ def _load(reference: str | None, source: str, line: int | None, search_path: Pat
     if not callable(fn):
         raise DefinitionError(source, line, f"handler {reference}: not callable")
     return fn
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling `fn` gives a coroutine (a plain async function, or an object with an async `__call__`)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def _validator(schema: Any) -> jsonschema.protocols.Validator:
@@ -300,9 +325,15 @@ def _resource_contents(spec: ResourceSpec, value: Any) -> list[Any]:
         import base64
 
         blob = base64.b64encode(value).decode()
-        return [types.BlobResourceContents(uri=spec.uri, mime_type=spec.mime_type or "application/octet-stream", blob=blob)]
+        return [
+            types.BlobResourceContents(uri=spec.uri, mime_type=spec.mime_type or "application/octet-stream", blob=blob)
+        ]
     if isinstance(value, dict):
-        return [types.TextResourceContents(uri=spec.uri, mime_type=spec.mime_type or "application/json", text=json.dumps(value))]
+        return [
+            types.TextResourceContents(
+                uri=spec.uri, mime_type=spec.mime_type or "application/json", text=json.dumps(value)
+            )
+        ]
     raise TypeError(f"resource handler returned {type(value).__name__}; expected str, bytes or dict")
 
 
@@ -311,4 +342,6 @@ def _prompt_result(spec: PromptSpec, value: Any) -> types.GetPromptResult:
         return value
     if isinstance(value, str):
         value = [{"role": "user", "content": {"type": "text", "text": value}}]
-    return types.GetPromptResult(description=spec.description, messages=_PROMPT_MESSAGES.validate_python(value, by_name=False))
+    return types.GetPromptResult(
+        description=spec.description, messages=_PROMPT_MESSAGES.validate_python(value, by_name=False)
+    )

@@ -37,7 +37,9 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, GatewayError | tornado.web.HTTPError):
             return super().log_exception(typ, value, tb) if isinstance(value, tornado.web.HTTPError) else None
         self._error_id = secrets.token_hex(6)
-        logger.error("request %s failed: %s %s", self._error_id, self.request.method, self.request.uri, exc_info=(typ, value, tb))
+        logger.error(
+            "request %s failed: %s %s", self._error_id, self.request.method, self.request.uri, exc_info=(typ, value, tb)
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -47,7 +47,8 @@ _PAGE = tornado.template.Template(
 {% for name, info in s["servers"].items() %}<tr><td>{{ name }}</td><td><code>/{{ name }}/mcp</code></td>
 <td>{{ info["kind"] }}</td><td>{{ info["state"] }}</td><td>{{ info["sessions"] }}</td></tr>{% end %}
 </table>
-{% if problems %}<h2>Definitions with problems</h2><ul>{% for p in problems %}<li><code>{{ p }}</code></li>{% end %}</ul>{% end %}
+{% if problems %}<h2>Definitions with problems</h2>
+<ul>{% for p in problems %}<li><code>{{ p }}</code></li>{% end %}</ul>{% end %}
 </body></html>"""
 )
 

@@ -135,11 +135,18 @@ class McpHandler(BaseHandler):
         messages, batch = _parse(self.request.body)
         session_id = self.request.headers.get(SESSION_HEADER)
 
-        if not session_id and not batch and isinstance(messages[0], JSONRPCRequest) and messages[0].method == "initialize":
-            await self._initialize(hosted, messages[0])
+        if (
+            not session_id
+            and not batch
+            and isinstance(messages[0], JSONRPCRequest)
+            and messages[0].method == "initialize"
+        ):
+            await self._open_session(hosted, messages[0])
             return
         if any(isinstance(m, JSONRPCRequest) and m.method == "initialize" for m in messages):
-            raise BadRequest("initialize must be sent alone, without a session" if batch else "session already initialized")
+            raise BadRequest(
+                "initialize must be sent alone, without a session" if batch else "session already initialized"
+            )
         session = self._session(hosted)
         if batch and (version or DEFAULT_PROTOCOL_VERSION) not in BATCH_VERSIONS:
             raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
@@ -162,7 +169,7 @@ class McpHandler(BaseHandler):
         await session.serve(requests, self._reply)
         self._finish_json()
 
-    async def _initialize(self, hosted: HostedServer, request: JSONRPCRequest) -> None:
+    async def _open_session(self, hosted: HostedServer, request: JSONRPCRequest) -> None:
         principal = self._principal(required=True)
         assert principal is not None
         hosted.authorize(principal)
@@ -224,9 +231,7 @@ class McpHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to hold events back
         self._send()
-        self._keepalive = tornado.ioloop.PeriodicCallback(
-            self._ping, self.settings_.sse_keepalive_interval * 1000
-        )
+        self._keepalive = tornado.ioloop.PeriodicCallback(self._ping, self.settings_.sse_keepalive_interval * 1000)
         self._keepalive.start()
 
     def write_frame(self, chunk: bytes) -> bool:

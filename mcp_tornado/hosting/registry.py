@@ -42,7 +42,9 @@ class ServerRegistry:
     def definition_files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []
-        return sorted(p for p in self.directory.iterdir() if p.suffix in DEFINITION_SUFFIXES and not p.name.startswith("."))
+        return sorted(
+            p for p in self.directory.iterdir() if p.suffix in DEFINITION_SUFFIXES and not p.name.startswith(".")
+        )
 
     async def load_all(self) -> None:
         """Load every definition; one bad file never stops the others."""
@@ -54,7 +56,9 @@ class ServerRegistry:
             spec = specs.load_file(path)
             previous = self._servers.get(spec.name)
             if previous is not None and previous.spec.source != spec.source:
-                raise DefinitionError(spec.source, 1, f"name {spec.name!r} is already defined by {previous.spec.source}")
+                raise DefinitionError(
+                    spec.source, 1, f"name {spec.name!r} is already defined by {previous.spec.source}"
+                )
             backend = self.build_backend(spec)
         except DefinitionError as exc:
             self.problems[str(path)] = str(exc)

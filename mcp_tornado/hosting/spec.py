@@ -123,6 +123,12 @@ def from_document(
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         where = tuple(best.absolute_path)
+        if best.validator == "additionalProperties" and isinstance(best.instance, dict):
+            # Point at the first unexpected key rather than at the mapping that holds it.
+            allowed = set(best.schema.get("properties", {}))
+            extra = next((k for k in best.instance if k not in allowed), None)
+            if extra is not None:
+                where = (*where, extra)
         field = ".".join(str(p) for p in where) or "(top level)"
         raise fail(where, f"{field}: {best.message}")
     name = document.get("name", default_name)
@@ -152,7 +158,7 @@ def from_document(
                 input_schema=input_schema,
                 output_schema=raw.get("outputSchema"),
                 annotations=raw.get("annotations"),
-                line=_line_of(lines, ("tools", i)),
+                line=_line_of(lines, ("tools", i, "handler")),
             )
         )
     resources_ = tuple(
@@ -164,7 +170,7 @@ def from_document(
             mime_type=raw.get("mimeType"),
             text=raw.get("text"),
             handler=raw.get("handler"),
-            line=_line_of(lines, ("resources", i)),
+            line=_line_of(lines, ("resources", i, "handler")),
         )
         for i, raw in enumerate(document.get("resources", []))
     )
@@ -184,7 +190,7 @@ def from_document(
             ),
             messages=tuple((m["role"], m["text"]) for m in raw.get("messages", [])),
             handler=raw.get("handler"),
-            line=_line_of(lines, ("prompts", i)),
+            line=_line_of(lines, ("prompts", i, "handler")),
         )
         for i, raw in enumerate(document.get("prompts", []))
     )

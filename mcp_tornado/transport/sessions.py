@@ -129,7 +129,11 @@ class Session:
         if exchange.cancelled:
             return False  # the client cancelled it: the spec forbids any answer
         if message is None:  # interrupted because the session ended
-            message = {"jsonrpc": "2.0", "id": request.id, "error": {"code": CONNECTION_CLOSED, "message": "session ended"}}
+            message = {
+                "jsonrpc": "2.0",
+                "id": request.id,
+                "error": {"code": CONNECTION_CLOSED, "message": "session ended"},
+            }
         reply.respond(message)
         return "result" in message
 

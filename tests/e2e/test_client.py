@@ -191,7 +191,9 @@ async def test_resources_prompts_and_completion(url):
         assert prompt.messages[0].content.text == "Say hello to Ada in a cheerful way."
         with pytest.raises(MCPError):
             await client.get_prompt("greet", {})
-        completion = await client.complete(types.PromptReference(type="ref/prompt", name="greet"), {"name": "who", "value": "A"})
+        completion = await client.complete(
+            types.PromptReference(type="ref/prompt", name="greet"), {"name": "who", "value": "A"}
+        )
         assert completion.completion.values == ["Ada", "Alan"]
         await client.send_ping()
 

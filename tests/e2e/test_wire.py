@@ -10,7 +10,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcp_tornado import auth
 from tests.conftest import SECRET, token
-from tests.e2e.wire import ACCEPT_BOTH, headers, init_body, open_session, read_events, sse_events
+from tests.e2e.wire import headers, init_body, open_session, read_events, sse_events
 
 
 @pytest.fixture
@@ -19,7 +19,12 @@ def url(base_url: str) -> str:
 
 
 def call(name: str, arguments: dict | None = None, request_id: int = 2) -> dict:
-    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": name, "arguments": arguments or {}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments or {}},
+    }
 
 
 @pytest.mark.gen_test
@@ -33,7 +38,9 @@ async def test_every_handshake_revision_negotiates(url, version):
         session = response.headers["Mcp-Session-Id"]
         note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         await http.post(url, json=note, headers=headers(session=session, version=version))
-        echoed = await http.post(url, json=call("echo", {"message": version}), headers=headers(session=session, version=version))
+        echoed = await http.post(
+            url, json=call("echo", {"message": version}), headers=headers(session=session, version=version)
+        )
         assert echoed.json()["result"]["content"][0]["text"] == version
 
 
@@ -177,7 +184,9 @@ async def test_a_session_never_outlives_its_token(url):
 async def test_a_session_is_valid_only_on_its_route(base_url, url):
     async with httpx2.AsyncClient() as http:
         session = await open_session(http, url, token())
-        other = await http.post(f"{base_url}/other/mcp", json=call("ping_other", {"message": "x"}), headers=headers(session=session))
+        other = await http.post(
+            f"{base_url}/other/mcp", json=call("ping_other", {"message": "x"}), headers=headers(session=session)
+        )
         assert other.status_code == 404
 
 
@@ -185,13 +194,21 @@ async def test_a_session_is_valid_only_on_its_route(base_url, url):
 async def test_a_later_token_must_name_the_same_server_and_user(url):
     async with httpx2.AsyncClient() as http:
         session = await open_session(http, url, token(user="ada"))
-        same = await http.post(url, json=call("echo", {"message": "x"}), headers=headers(token(user="ada"), session=session))
+        same = await http.post(
+            url, json=call("echo", {"message": "x"}), headers=headers(token(user="ada"), session=session)
+        )
         assert same.status_code == 200
-        other_user = await http.post(url, json=call("echo", {"message": "x"}), headers=headers(token(user="eve"), session=session))
+        other_user = await http.post(
+            url, json=call("echo", {"message": "x"}), headers=headers(token(user="eve"), session=session)
+        )
         assert other_user.status_code == 403
-        other_server = await http.post(url, json=call("echo", {"message": "x"}), headers=headers(token("other"), session=session))
+        other_server = await http.post(
+            url, json=call("echo", {"message": "x"}), headers=headers(token("other"), session=session)
+        )
         assert other_server.status_code == 403
-        forged = await http.post(url, json=call("echo", {"message": "x"}), headers=headers("not.a.jwt", session=session))
+        forged = await http.post(
+            url, json=call("echo", {"message": "x"}), headers=headers("not.a.jwt", session=session)
+        )
         assert forged.status_code == 401
 
 
@@ -201,7 +218,13 @@ async def test_the_longest_idle_session_is_evicted_at_the_cap(url):
     async with httpx2.AsyncClient() as http:
         first = await open_session(http, url, token())
         second = await open_session(http, url, token())
-        await http.post(url, json=call("echo", {"message": "x"}), headers=headers(session=first))  # first is fresher now
+        await http.post(
+            url, json=call("echo", {"message": "x"}), headers=headers(session=first)
+        )  # first is fresher now
         await open_session(http, url, token())
-        assert (await http.post(url, json=call("echo", {"message": "x"}), headers=headers(session=first))).status_code == 200
-        assert (await http.post(url, json=call("echo", {"message": "x"}), headers=headers(session=second))).status_code == 404
+        assert (
+            await http.post(url, json=call("echo", {"message": "x"}), headers=headers(session=first))
+        ).status_code == 200
+        assert (
+            await http.post(url, json=call("echo", {"message": "x"}), headers=headers(session=second))
+        ).status_code == 404

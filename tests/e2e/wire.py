@@ -19,7 +19,9 @@ def init_body(version: str = "2025-11-25", request_id: int | str = 1) -> dict[st
     }
 
 
-def headers(bearer: str | None = None, session: str | None = None, version: str | None = None, **extra: str) -> dict[str, str]:
+def headers(
+    bearer: str | None = None, session: str | None = None, version: str | None = None, **extra: str
+) -> dict[str, str]:
     out = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json"}
     if bearer:
         out["Authorization"] = f"Bearer {bearer}"

@@ -7,7 +7,12 @@ async def echo(arguments, context):
 
 
 async def whoami(arguments, context):
-    return {"api_key": context.api_key, "user_id": context.user_id, "server": context.server, "session_id": context.session_id}
+    return {
+        "api_key": context.api_key,
+        "user_id": context.user_id,
+        "server": context.server,
+        "session_id": context.session_id,
+    }
 
 
 async def slow(arguments, context):
@@ -19,7 +24,9 @@ async def slow(arguments, context):
 
 
 async def ask_name(arguments, context):
-    answer = await context.elicit("What is your name?", {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]})
+    answer = await context.elicit(
+        "What is your name?", {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    )
     if answer.action != "accept":
         return f"no name ({answer.action})"
     return f"Hello, {answer.content['name']}!"

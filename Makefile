@@ -1,0 +1,32 @@
+# Two commands that work on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8080
+HOST   ?= 127.0.0.1
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	PORT=$(PORT) HOST=$(HOST) $(BIN)/mcp-tornado serve --dev --servers-dir servers.d
+
+lint: $(STAMP)
+	$(BIN)/ruff check --isolated --line-length 120 --select E,F,W,I,B,UP mcp_tornado tests bench
+	$(BIN)/ruff format --isolated --check --line-length 120 mcp_tornado tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_tools_call.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,103 @@
+"""The `mcp-tornado` command as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+import jwt
+import pytest
+
+from mcp_tornado.cli import main
+from mcp_tornado.settings import Settings, SettingsError
+from tests.conftest import SECRET
+
+REPO = Path(__file__).parent.parent
+
+
+def test_token_prints_a_jwt_for_the_server(capsys, monkeypatch):
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    assert main(["token", "calculator", "--api-key", "k", "--user", "u", "--ttl", "60"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])
+    assert claims["serverName"] == "calculator" and claims["apiKey"] == "k" and claims["userId"] == "u"
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_admin_token(capsys, monkeypatch):
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    assert main(["token", "--admin"]) == 0
+    assert jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])["admin"] is True
+
+
+def test_token_without_secret_is_an_error(capsys, monkeypatch):
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    assert main(["token", "calculator"]) == 2
+    assert "JWT_SECRET" in capsys.readouterr().err
+
+
+def test_check_reports_file_and_line(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text("tools: []\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ntools:\n  - name: t\n    handler: nowhere_module:fn\n    colour: blue\n")
+    assert main(["check", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{good}: ok" in out
+    assert re.search(rf"{re.escape(str(bad))}:5: tools\.0\.colour: Additional properties", out), out
+
+
+def test_check_the_shipped_examples(capsys):
+    assert main(["check", str(REPO / "servers.d")]) == 0
+
+
+def test_connect_prints_client_configuration(capsys, monkeypatch):
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    assert main(["connect", "calculator", "--port", "9000"]) == 0
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:9000/calculator/mcp" in out and "Bearer ey" in out
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [({"PORT": "eighty"}, "PORT"), ({"MCP_SESSION_IDLE_TIMEOUT": "-1"}, "MCP_SESSION_IDLE_TIMEOUT"), ({}, "JWT_SECRET")],
+)
+def test_bad_settings_name_the_variable(environ, variable):
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_environ(environ)
+
+
+def test_durations_accept_fractions():
+    settings = Settings.from_environ({"JWT_SECRET": SECRET, "MCP_SESSION_IDLE_TIMEOUT": "0.5"})
+    assert settings.session_idle_timeout == 0.5
+
+
+def test_serve_dev_prints_tokens_and_serves_health():
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mcp_tornado", "serve", "--dev", "--port", "0", "--servers-dir", str(REPO / "servers.d")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 30
+        while not any(line.strip().startswith("Authorization: Bearer") for line in lines):
+            assert time.monotonic() < deadline and process.poll() is None, lines
+            lines.append(process.stdout.readline())
+        health = next(line.split("health:")[1].strip() for line in lines if "health:" in line)
+        body = httpx2.get(health).json()
+        assert body["status"] == "ok" and "calculator" in body["servers"]
+        assert any("admin token: ey" in line for line in lines)
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
