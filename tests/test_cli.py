@@ -64,7 +64,11 @@ def test_connect_prints_client_configuration(capsys, monkeypatch):
 
 @pytest.mark.parametrize(
     ("environ", "variable"),
-    [({"PORT": "eighty"}, "PORT"), ({"MCP_SESSION_IDLE_TIMEOUT": "-1"}, "MCP_SESSION_IDLE_TIMEOUT"), ({}, "JWT_SECRET")],
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"MCP_SESSION_IDLE_TIMEOUT": "-1"}, "MCP_SESSION_IDLE_TIMEOUT"),
+        ({}, "JWT_SECRET"),
+    ],
 )
 def test_bad_settings_name_the_variable(environ, variable):
     with pytest.raises(SettingsError, match=variable):
@@ -79,7 +83,17 @@ def test_durations_accept_fractions():
 def test_serve_dev_prints_tokens_and_serves_health():
     env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mcp_tornado", "serve", "--dev", "--port", "0", "--servers-dir", str(REPO / "servers.d")],
+        [
+            sys.executable,
+            "-m",
+            "mcp_tornado",
+            "serve",
+            "--dev",
+            "--port",
+            "0",
+            "--servers-dir",
+            str(REPO / "servers.d"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
