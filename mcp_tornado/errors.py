@@ -74,6 +74,9 @@ class MethodNotAllowed(GatewayError):
     status = 405
     code = INVALID_REQUEST
 
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message, headers={"Allow": allow})
+
 
 class NotAcceptable(GatewayError):
     status = 406

@@ -13,6 +13,7 @@ import asyncio
 from typing import Any, Final
 
 import mcp_types as types
+from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.shared.message import ServerMessageMetadata
 
@@ -47,6 +48,10 @@ class ToolContext:
         """Send a `notifications/message` to the client, honouring its `logging/setLevel`."""
         if level not in LOG_LEVELS:
             raise ValueError(f"unknown log level {level!r}; one of {', '.join(LOG_LEVELS)}")
+        # 2026-07-28 delivers logs only to requests that opted in (`_meta` logLevel); earlier
+        # revisions deliver what logging/setLevel allows.
+        if level not in allowed_log_levels(self._ctx.protocol_version, (self._ctx.params or {}).get("_meta")):
+            return
         threshold = getattr(self._info, "log_level", None) or "debug"
         if LOG_LEVELS.index(level) < LOG_LEVELS.index(threshold):
             return

@@ -90,7 +90,13 @@ class InProcessBackend(Backend):
 
     def _build_server(self) -> Server[Any]:
         spec = self.spec
-        handlers: dict[str, Any] = {"on_set_logging_level": self._set_level, "on_completion": self._complete}
+        schemas = {tool.name: tool.input_schema for tool in spec.tools}
+        handlers: dict[str, Any] = {
+            "on_set_logging_level": self._set_level,
+            "on_completion": self._complete,
+            # Lets 2026-07-28 requests check Mcp-Param-* headers without running tools/list.
+            "get_tool_input_schema": schemas.get,
+        }
         if spec.tools:
             handlers.update(on_list_tools=self._list_tools, on_call_tool=self._call_tool)
         if spec.resources:

@@ -9,8 +9,10 @@ SSE, and a GET is the session's long-lived event stream with a keepalive comment
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import anyio
 import pydantic_core
 import tornado.ioloop
 from mcp_types import (
@@ -21,7 +23,7 @@ from mcp_types import (
     JSONRPCResponse,
     jsonrpc_message_adapter,
 )
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from mcp_tornado import auth
@@ -29,6 +31,7 @@ from mcp_tornado.errors import (
     BadProtocolVersion,
     BadRequest,
     Forbidden,
+    MethodNotAllowed,
     MissingSession,
     NotAcceptable,
     NotFound,
@@ -41,7 +44,8 @@ from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings
-from mcp_tornado.transport.exchange import Reply
+from mcp_tornado.transport import stateless
+from mcp_tornado.transport.exchange import Reply, dumps
 from mcp_tornado.transport.sessions import Session
 from mcp_tornado.transport.sse import KEEPALIVE_FRAME
 
@@ -69,6 +73,8 @@ class McpHandler(BaseHandler):
         self.settings_ = settings
         self._gone = False
         self._json_body: bytes | None = None
+        self._json_status = 200
+        self._scope: anyio.CancelScope | None = None
         self._keepalive: tornado.ioloop.PeriodicCallback | None = None
         self._reply: Reply | None = None
         self._stream_done: asyncio.Future[None] | None = None
@@ -83,11 +89,15 @@ class McpHandler(BaseHandler):
         return hosted
 
     def _protocol_version(self) -> str | None:
+        """The request's revision: a handshake one (or None), or a stateless one on POST."""
         version = self.request.headers.get(VERSION_HEADER)
+        if version in MODERN_PROTOCOL_VERSIONS:
+            if self.request.method != "POST":
+                raise MethodNotAllowed(f"protocol version {version} has no {self.request.method}", allow="POST")
+            return version
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            raise BadProtocolVersion(
-                f"unsupported {VERSION_HEADER} {version!r}; supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
-            )
+            supported = ", ".join((*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS))
+            raise BadProtocolVersion(f"unsupported {VERSION_HEADER} {version!r}; supported: {supported}")
         return version
 
     def _principal(self, required: bool) -> auth.Principal | None:
@@ -132,6 +142,9 @@ class McpHandler(BaseHandler):
         if len(self.request.body) > self.settings_.max_body_bytes:
             raise PayloadTooLarge(f"body over {self.settings_.max_body_bytes} bytes")
         version = self._protocol_version()
+        if version in MODERN_PROTOCOL_VERSIONS:
+            await self._serve_stateless(hosted)
+            return
         messages, batch = _parse(self.request.body)
         session_id = self.request.headers.get(SESSION_HEADER)
 
@@ -182,8 +195,37 @@ class McpHandler(BaseHandler):
             self.clear_header(SESSION_HEADER)
         self._finish_json()
 
+    async def _serve_stateless(self, hosted: HostedServer) -> None:
+        """A 2026-07-28 request: authenticated on its own, answered on its own."""
+        principal = self._principal(required=True)
+        assert principal is not None
+        hosted.authorize(principal)
+        try:
+            decoded = json.loads(self.request.body)
+        except (ValueError, RecursionError):
+            raise ParseError("Parse error: body is not valid JSON") from None
+        if isinstance(decoded, dict) and "id" not in decoded:
+            try:
+                JSONRPCNotification.model_validate(decoded)
+            except ValidationError:
+                raise BadRequest("Invalid Request: not a JSON-RPC 2.0 message") from None
+            # No client notification means anything at this revision; acknowledge and drop it.
+            self.set_status(202)
+            self.finish()
+            return
+        try:
+            request = JSONRPCRequest.model_validate(decoded)
+        except ValidationError:
+            raise BadRequest("Body must be a single JSON-RPC request or notification object") from None
+        with anyio.CancelScope() as self._scope:  # closing the response is how a client cancels
+            refusal = await stateless.serve(hosted, principal, request, decoded, self.request.headers.get_all(), self)
+        if refusal is not None:
+            self.respond_json(dumps(refusal), stateless.status_of(refusal["error"]))
+        self._finish_json()
+
     def _finish_json(self) -> None:
-        if self._json_body is not None and not self._finished:
+        if self._json_body is not None and not self._finished and not self._gone:
+            self.set_status(self._json_status)
             self.set_header("Content-Type", "application/json")
             self.finish(self._json_body)
 
@@ -222,8 +264,8 @@ class McpHandler(BaseHandler):
 
     # -- the Sink the session writes through -----------------------------------------------
 
-    def respond_json(self, body: bytes) -> None:
-        self._json_body = body
+    def respond_json(self, body: bytes, status: int) -> None:
+        self._json_body, self._json_status = body, status
 
     def begin_stream(self) -> None:
         self.set_status(200)
@@ -266,6 +308,8 @@ class McpHandler(BaseHandler):
         """The client left: free its stream at once (a resume can pick the events up)."""
         self._gone = True
         self._stop_keepalive()
+        if self._scope is not None:
+            self._scope.cancel()
         if self._reply is not None:
             self._reply.detach()
         if self._detach is not None:

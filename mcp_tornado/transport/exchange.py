@@ -9,7 +9,7 @@ SDK's `ServerRunner` calls it directly, with no memory streams or extra tasks in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -21,12 +21,14 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import REQUEST_TIMEOUT, ErrorData, RequestId
 
-from mcp_tornado.transport.sse import EventStream, Sink
+from mcp_tornado.transport.sse import EventBuffer, EventStream, Sink
 
 if TYPE_CHECKING:
     from mcp_tornado.transport.sessions import Session
 
 TRANSPORT = TransportContext(kind="streamable-http", can_send_request=True)
+# A stateless reply cannot be resumed (no session to come back to); its stream keeps a token buffer.
+STATELESS_REPLAY = 1
 
 
 def dumps(message: Any) -> bytes:
@@ -36,7 +38,7 @@ def dumps(message: Any) -> bytes:
 class ReplySink(Sink, Protocol):
     """The HTTP side of one POST."""
 
-    def respond_json(self, body: bytes) -> None: ...
+    def respond_json(self, body: bytes, status: int) -> None: ...
 
     def begin_stream(self) -> None: ...
 
@@ -44,17 +46,30 @@ class ReplySink(Sink, Protocol):
 class Reply:
     """The answer to one POST: JSON when it can be, an SSE stream when it must."""
 
-    def __init__(self, session: Session, sink: ReplySink, *, batch: bool) -> None:
+    def __init__(
+        self,
+        session: Session | None,
+        sink: ReplySink,
+        *,
+        batch: bool = False,
+        error_status: Callable[[Mapping[str, Any]], int] | None = None,
+    ) -> None:
+        """`session` is None for a stateless request (its stream then has no replay);
+        `error_status` maps a JSON-RPC error to the HTTP status of a JSON answer (else 200)."""
         self.session = session
         self._sink = sink
         self._batch = batch
+        self._error_status = error_status
         self._responses: list[Any] = []
         self.stream: EventStream | None = None
 
     def emit(self, message: Mapping[str, Any]) -> None:
         """Send a message ahead of the result; the reply becomes an SSE stream."""
         if self.stream is None:
-            self.stream = self.session.open_stream()
+            if self.session is not None:
+                self.stream = self.session.open_stream()
+            else:
+                self.stream = EventStream("post", EventBuffer(STATELESS_REPLAY))
             self._sink.begin_stream()
             self.stream.attach(self._sink)
         self.stream.send(dumps(message))
@@ -67,15 +82,20 @@ class Reply:
 
     def finish(self) -> None:
         if self.stream is not None:
-            self.session.close_stream(self.stream)
+            if self.session is not None:
+                self.session.close_stream(self.stream)
+            else:
+                self.stream.end()
         elif not self._responses:
             # Every request in it was cancelled: nothing may be answered, so end an empty stream.
             self._sink.begin_stream()
             self._sink.end_stream()
         elif self._batch:
-            self._sink.respond_json(dumps(self._responses))
+            self._sink.respond_json(dumps(self._responses), 200)
         else:
-            self._sink.respond_json(dumps(self._responses[0]))
+            answer = self._responses[0]
+            status = self._error_status(answer["error"]) if self._error_status and "error" in answer else 200
+            self._sink.respond_json(dumps(answer), status)
 
     def detach(self) -> None:
         """The client went away: keep buffering for a resume, stop writing."""
@@ -148,9 +168,10 @@ class Exchange:
     async def send_raw_request(
         self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
     ) -> dict[str, Any]:
-        if not self.can_send_request:
+        session = self._reply.session
+        if not self.can_send_request or session is None:
             raise NoBackChannelError(method)
-        return await self._reply.session.request_client(method, params, opts, self._reply.emit)
+        return await session.request_client(method, params, opts, self._reply.emit)
 
 
 async def await_answer(future: asyncio.Future[Any], timeout: float | None, method: str) -> dict[str, Any]:
