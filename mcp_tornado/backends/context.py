@@ -56,7 +56,7 @@ class ToolContext:
         if LOG_LEVELS.index(level) < LOG_LEVELS.index(threshold):
             return
         notification = types.LoggingMessageNotification(
-            params=types.LoggingMessageNotificationParams(level=level, data=data, logger=logger)  # type: ignore[arg-type]
+            params=types.LoggingMessageNotificationParams(level=level, data=data, logger=logger)
         )
         await self._ctx.session.send_notification(notification, related_request_id=self.request_id)
 
