@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tornado.log
 import tornado.web
 
 from mcp_tornado.handlers.base import NotFoundHandler
@@ -23,5 +24,22 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
             (rf"/mcp/{NAME}", McpHandler, mcp),
         ],
         default_handler_class=NotFoundHandler,
+        log_function=log_request,
         compress_response=False,  # SSE frames must leave as they are written
     )
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log: failures always; successful MCP messages only at DEBUG, as they are the hot path."""
+    status = handler.get_status()
+    if status >= 500:
+        log = tornado.log.access_log.error
+    elif status >= 400:
+        log = tornado.log.access_log.warning
+    elif isinstance(handler, McpHandler):
+        if not tornado.log.access_log.isEnabledFor(10):  # DEBUG
+            return
+        log = tornado.log.access_log.debug
+    else:
+        log = tornado.log.access_log.info
+    log("%d %s %.2fms", status, handler._request_summary(), 1000.0 * handler.request.request_time())

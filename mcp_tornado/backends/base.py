@@ -7,10 +7,18 @@ child process or a remote URL), the transport only ever sees `Backend.server`, a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
+from opentelemetry import trace
+
+
+FastPath = Callable[[Any, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
+"""`(ctx, params) -> wire result` for one method, served without the SDK runner's per-call
+surface validation, middleware and result re-validation: for static, already-valid data."""
 
 
 class Backend:
@@ -18,6 +26,9 @@ class Backend:
 
     def __init__(self, server: Server[Any], *, list_changed: bool = False) -> None:
         self.server = server
+        _drop_idle_tracing(server)
+        # Methods this backend answers on the hot path; everything else goes through the SDK.
+        self.fast_paths: Mapping[str, FastPath] = {}
         self.lifespan_state: Any = {}
         self.state = "stopped"
         self.last_error: str | None = None
@@ -36,3 +47,14 @@ class Backend:
     def describe(self) -> dict[str, Any]:
         """What `/health` and the management API may show: never a secret."""
         return {"kind": self.kind, "state": self.state, "last_error": self.last_error}
+
+
+def _drop_idle_tracing(server: Server[Any]) -> None:
+    """Remove the SDK's OpenTelemetry middleware when no tracer provider is installed.
+
+    Without a provider every span is a no-op, yet building it costs a noticeable share of a
+    `tools/call`. Install a provider (e.g. `opentelemetry-instrument`) before servers load to
+    keep tracing.
+    """
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]

@@ -79,6 +79,13 @@ class InProcessBackend(Backend):
                 )
             )
         self._listed_tools = listed
+        # Wire form of every tools/list page, keyed by its cursor offset: static data, dumped once.
+        self._tool_pages = {
+            start: _page_result(
+                "tools", [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in listed], start
+            )
+            for start in range(0, max(len(listed), 1), PAGE_SIZE)
+        }
         self._resources = {
             r.uri: (r, _load(r.handler, spec.source, r.line, search_path) if r.handler else None)
             for r in spec.resources
@@ -87,6 +94,8 @@ class InProcessBackend(Backend):
             p.name: (p, _load(p.handler, spec.source, p.line, search_path) if p.handler else None) for p in spec.prompts
         }
         super().__init__(self._build_server(), list_changed=True)
+        if spec.tools:
+            self.fast_paths = {"tools/call": self._fast_call_tool, "tools/list": self._fast_list_tools}
 
     def _build_server(self) -> Server[Any]:
         spec = self.spec
@@ -124,18 +133,34 @@ class InProcessBackend(Backend):
     # -- tools ----------------------------------------------------------------------------
 
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        """The SDK handler for `tools/list`."""
         page, cursor = _page(self._listed_tools, params)
         return types.ListToolsResult(tools=page, next_cursor=cursor)
+
+    async def _fast_list_tools(self, ctx: Any, params: Any) -> dict[str, Any]:
+        """`tools/list` on the fast path: pages dumped once at load time."""
+        checked = types.PaginatedRequestParams.model_validate({} if params is None else params, by_name=False)
+        return self._tool_pages[_start_of(checked.cursor, len(self._listed_tools))]
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        tool = self._tools.get(params.name)
+        """The SDK handler for `tools/call` (a model, so each revision's defaults apply)."""
+        return types.CallToolResult.model_validate(await self._call(ctx, params.name, params.arguments or {}))
+
+    async def _fast_call_tool(self, ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
+        """`tools/call` on the fast path: the same call, validated by the same params model."""
+        checked = types.CallToolRequestParams.model_validate({} if params is None else params, by_name=False)
+        return await self._call(ctx, checked.name, checked.arguments or {})
+
+    async def _call(self, ctx: ServerRequestContext[Any, Any], name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Run one tool; returns the wire form of its `CallToolResult`."""
+        tool = self._tools.get(name)
         if tool is None:
-            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        arguments = params.arguments or {}
-        problem = jsonschema.exceptions.best_match(tool.validator.iter_errors(arguments))
-        if problem is not None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
+        if not tool.validator.is_valid(arguments):
+            problem = jsonschema.exceptions.best_match(tool.validator.iter_errors(arguments))
+            assert problem is not None
             where = "/".join(str(p) for p in problem.absolute_path)
             return _error_result(f"Invalid arguments{f' at {where}' if where else ''}: {problem.message}")
         try:
@@ -147,23 +172,23 @@ class InProcessBackend(Backend):
                     context = SyncToolContext(ctx, self.spec.name, loop)
                     value = await loop.run_in_executor(self._pool(), tool.fn, arguments, context)
         except TimeoutError:
-            return _error_result(f"Tool {params.name} timed out after {self.spec.timeout:g} s")
+            return _error_result(f"Tool {name} timed out after {self.spec.timeout:g} s")
         except MCPError:
             raise
         except Exception as exc:
-            logger.warning("%s: tool %s raised", self.spec.name, params.name, exc_info=True)
-            return _error_result(f"Tool {params.name} failed: {type(exc).__name__}: {exc}")
+            logger.warning("%s: tool %s raised", self.spec.name, name, exc_info=True)
+            return _error_result(f"Tool {name} failed: {type(exc).__name__}: {exc}")
         try:
             result = _to_result(value)
         except (TypeError, ValidationError) as exc:
-            logger.warning("%s: tool %s returned an unusable value: %s", self.spec.name, params.name, exc)
-            return _error_result(f"Tool {params.name} returned an unusable value")
-        if tool.output_validator is not None and not result.is_error:
-            problem = jsonschema.exceptions.best_match(tool.output_validator.iter_errors(result.structured_content))
-            if problem is not None:
-                return _error_result(
-                    f"Tool {params.name} returned output that does not match its outputSchema: {problem.message}"
-                )
+            logger.warning("%s: tool %s returned an unusable value: %s", self.spec.name, name, exc)
+            return _error_result(f"Tool {name} returned an unusable value")
+        if tool.output_validator is not None and not result.get("isError"):
+            structured = result.get("structuredContent")
+            if not tool.output_validator.is_valid(structured):
+                problem = jsonschema.exceptions.best_match(tool.output_validator.iter_errors(structured))
+                message = problem.message if problem is not None else "invalid"
+                return _error_result(f"Tool {name} returned output that does not match its outputSchema: {message}")
         return result
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -278,49 +303,65 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def _validator(schema: Any) -> jsonschema.protocols.Validator:
+    """Built once per tool. `format` stays an annotation, as JSON Schema 2020-12 has it by default."""
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return cls(schema)
+
+
+def _start_of(cursor: str | None, total: int) -> int:
+    """The offset a cursor stands for; an unknown cursor is INVALID_PARAMS, as the spec says."""
+    if cursor is None:
+        return 0
+    if not cursor.isdigit() or int(cursor) % PAGE_SIZE or int(cursor) >= max(total, 1):
+        raise MCPError(code=INVALID_PARAMS, message="Invalid cursor")
+    return int(cursor)
 
 
 def _page(items: list[Any], params: types.PaginatedRequestParams | None) -> tuple[list[Any], str | None]:
-    cursor = params.cursor if params is not None else None
-    start = 0
-    if cursor is not None:
-        if not cursor.isdigit() or int(cursor) > len(items):
-            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor")
-        start = int(cursor)
+    start = _start_of(params.cursor if params is not None else None, len(items))
     end = start + PAGE_SIZE
     return items[start:end], (str(end) if end < len(items) else None)
 
 
-def _error_result(message: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+def _page_result(key: str, items: list[Any], start: int) -> dict[str, Any]:
+    end = start + PAGE_SIZE
+    result: dict[str, Any] = {key: items[start:end]}
+    if end < len(items):
+        result["nextCursor"] = str(end)
+    return result
 
 
-def _to_result(value: Any) -> types.CallToolResult:
-    """A handler's return value as a `CallToolResult` (see PRODUCT.md section 3)."""
-    if isinstance(value, types.CallToolResult):
-        return value
-    if value is None:
-        return types.CallToolResult(content=[])
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _error_result(message: str) -> dict[str, Any]:
+    return {"content": [_text(message)], "isError": True}
+
+
+def _to_result(value: Any) -> dict[str, Any]:
+    """A handler's return value as the wire form of a `CallToolResult` (see PRODUCT.md section 3)."""
     if isinstance(value, str):
-        return types.CallToolResult(content=[types.TextContent(type="text", text=value)])
+        return {"content": [_text(value)], "isError": False}
     if isinstance(value, dict):
         text = json.dumps(value, ensure_ascii=False, default=str)
-        return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=value)
+        return {"content": [_text(text)], "structuredContent": value, "isError": False}
+    if isinstance(value, types.CallToolResult):
+        return value.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if value is None:
+        return {"content": [], "isError": False}
     if isinstance(value, list | tuple):
-        return types.CallToolResult(content=[_content(item) for item in value])
+        return {"content": [_content(item) for item in value], "isError": False}
     if isinstance(value, int | float | bool):
-        return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(value))])
+        return {"content": [_text(json.dumps(value))], "isError": False}
     raise TypeError(f"cannot turn a {type(value).__name__} into a tool result")
 
 
-def _content(item: Any) -> Any:
+def _content(item: Any) -> dict[str, Any]:
     if isinstance(item, str):
-        return types.TextContent(type="text", text=item)
-    if isinstance(item, dict):
-        return _CONTENT.validate_python(item, by_name=False)
-    return _CONTENT.validate_python(item)
+        return _text(item)
+    block = _CONTENT.validate_python(item, by_name=False) if isinstance(item, dict) else _CONTENT.validate_python(item)
+    return block.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def _resource_contents(spec: ResourceSpec, value: Any) -> list[Any]:

@@ -34,6 +34,7 @@ class HostedServer:
             self.backend.lifespan_state,
             principal,
             event_buffer_size=self._event_buffer_size,
+            fast_paths=self.backend.fast_paths,
         )
         session.runner.init_options = self.backend.init_options
         for evicted in self.sessions.add(session):
@@ -45,7 +46,7 @@ class HostedServer:
         """Take over `previous`'s live sessions (a reloaded definition of the same route)."""
         self.sessions, previous.sessions = previous.sessions, SessionRegistry(self.sessions.max_sessions)
         for session in self.sessions:
-            session.set_server(self.backend.server)
+            session.set_server(self.backend.server, self.backend.fast_paths)
             session.runner.init_options = self.backend.init_options
 
     async def end_session(self, session: Session) -> None:

@@ -22,13 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
 from mcp.server.runner import ServerRunner, aclose_shielded
+from mcp.server.session import ServerSession
 from mcp.shared.dispatcher import CallOptions, coerce_request_id
 from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
+from mcp_types.methods import serialize_server_result
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcp_tornado.auth import Principal
 from mcp_tornado.transport.exchange import TRANSPORT, Exchange, Reply, await_answer, dumps
@@ -36,6 +40,8 @@ from mcp_tornado.transport.sse import EventBuffer, EventStream
 
 if TYPE_CHECKING:
     from mcp.server.lowlevel.server import Server
+
+    from mcp_tornado.backends.base import FastPath
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ class Session:
         principal: Principal,
         *,
         event_buffer_size: int,
+        fast_paths: Mapping[str, FastPath] | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(SESSION_ID_BYTES)
         self.server_name = server_name
@@ -76,6 +83,7 @@ class Session:
         self.standalone = EventStream("get", self.events)
         self.connection = Connection.for_loop(_StandaloneOutbound(self), session_id=self.id)
         self.runner: ServerRunner[Any] = ServerRunner(server, self.connection, lifespan_state)
+        self._fast_paths = _usable_fast_paths(server, fast_paths)
         # Handed to every request unchanged: who is calling does not change within a session.
         self._metadata = ServerMessageMetadata(request_context=RequestInfo(self.id, principal, server_name))
         self.in_flight: dict[RequestId, Exchange] = {}
@@ -95,9 +103,10 @@ class Session:
     def touch(self) -> None:
         self.last_active = time.monotonic()
 
-    def set_server(self, server: Server[Any]) -> None:
+    def set_server(self, server: Server[Any], fast_paths: Mapping[str, FastPath] | None = None) -> None:
         """A reloaded definition: later requests reach the new handlers on the same session."""
         self.runner.server = server
+        self._fast_paths = _usable_fast_paths(server, fast_paths)
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -118,7 +127,11 @@ class Session:
         try:
             with anyio.CancelScope() as exchange.scope:
                 try:
-                    result = await self.runner.on_request(exchange, request.method, request.params)
+                    fast = self._fast_paths.get(request.method)
+                    if fast is not None and self.connection.initialize_accepted:
+                        result = await self._serve_fast(fast, exchange, request)
+                    else:
+                        result = await self.runner.on_request(exchange, request.method, request.params)
                     message = {"jsonrpc": "2.0", "id": request.id, "result": result}
                 except Exception as exc:
                     message = {"jsonrpc": "2.0", "id": request.id, "error": _error_of(exc, request.method)}
@@ -136,6 +149,24 @@ class Session:
             }
         reply.respond(message)
         return "result" in message
+
+    async def _serve_fast(self, fast: FastPath, exchange: Exchange, request: JSONRPCRequest) -> dict[str, Any]:
+        """The hot path: the backend's own handler, with the context the SDK runner would build."""
+        version = self.connection.protocol_version
+        ctx: ServerRequestContext[Any, Any] = ServerRequestContext(
+            session=ServerSession(exchange, self.connection),
+            lifespan_context=self.runner.lifespan_state,
+            protocol_version=version,
+            method=request.method,
+            params=request.params,
+            request_id=request.id,
+            request=self._metadata.request_context,
+        )
+        result = await fast(ctx, request.params)
+        if version != LATEST_HANDSHAKE_VERSION:
+            # Older revisions see only the fields their schema has, exactly as the SDK sieves them.
+            result = serialize_server_result(request.method, version, result)
+        return result
 
     async def notify(self, notification: JSONRPCNotification) -> None:
         """A client notification: cancellation is handled here, the rest by the SDK."""
@@ -212,6 +243,11 @@ class Session:
                 future.set_result(closed)
         self.standalone.end()
         await aclose_shielded(self.connection)
+
+
+def _usable_fast_paths(server: Server[Any], fast_paths: Mapping[str, FastPath] | None) -> Mapping[str, FastPath]:
+    # Middleware must see every request, so a server that has any takes the SDK path only.
+    return {} if server.middleware or not fast_paths else fast_paths
 
 
 def _error_of(exc: Exception, method: str) -> dict[str, Any]:
