@@ -15,7 +15,6 @@ from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from opentelemetry import trace
 
-
 FastPath = Callable[[Any, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
 """`(ctx, params) -> wire result` for one method, served without the SDK runner's per-call
 surface validation, middleware and result re-validation: for static, already-valid data."""
