@@ -9,6 +9,7 @@ SSE, and a GET is the session's long-lived event stream with a keepalive comment
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -58,6 +59,7 @@ DEFAULT_PROTOCOL_VERSION = "2025-03-26"
 BATCH_VERSIONS = frozenset({"2024-11-05", "2025-03-26"})
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same few Accept headers over and over
 def _accepts(header: str, *wanted: str) -> bool:
     types_ = {part.split(";", 1)[0].strip().lower() for part in header.split(",")}
     if "*/*" in types_:
@@ -67,18 +69,19 @@ def _accepts(header: str, *wanted: str) -> bool:
 
 class McpHandler(BaseHandler):
     jsonrpc_errors = True
+    # Per-request state, set only when a request needs it (class defaults keep set-up cheap).
+    _gone = False
+    _json_body: bytes | None = None
+    _json_status = 200
+    _scope: anyio.CancelScope | None = None
+    _keepalive: tornado.ioloop.PeriodicCallback | None = None
+    _reply: Reply | None = None
+    _stream_done: asyncio.Future[None] | None = None
+    _detach: Any = None
 
     def initialize(self, registry: ServerRegistry, settings: Settings) -> None:
         self.registry = registry
         self.settings_ = settings
-        self._gone = False
-        self._json_body: bytes | None = None
-        self._json_status = 200
-        self._scope: anyio.CancelScope | None = None
-        self._keepalive: tornado.ioloop.PeriodicCallback | None = None
-        self._reply: Reply | None = None
-        self._stream_done: asyncio.Future[None] | None = None
-        self._detach: Any = None
 
     # -- shared checks --------------------------------------------------------------------
 
