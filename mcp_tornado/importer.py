@@ -23,8 +23,11 @@ def import_from_string(reference: str, *, search_path: Path | None = None) -> An
         raise ImportFromStringError(f"{reference!r} is not of the form 'module:attribute'")
     if search_path is not None:
         entry = str(search_path.resolve())
-        if entry not in sys.path:
+        if sys.path[:1] != [entry]:
+            if entry in sys.path:
+                sys.path.remove(entry)
             sys.path.insert(0, entry)
+        _forget_if_elsewhere(module_name, Path(entry))
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -40,3 +43,20 @@ def import_from_string(reference: str, *, search_path: Path | None = None) -> An
         except AttributeError:
             raise ImportFromStringError(f"module {module_name!r} has no attribute {attrs!r}") from None
     return value
+
+
+def _forget_if_elsewhere(module_name: str, directory: Path) -> None:
+    """Drop a cached module that was loaded from another folder than the one now asked for.
+
+    Two servers folders (or a folder moved) may hold modules of the same name; the one in
+    `directory` must win, not whichever was imported first.
+    """
+    top = module_name.partition(".")[0]
+    cached = sys.modules.get(top)
+    origin = getattr(cached, "__file__", None)
+    if cached is None or origin is None:
+        return
+    local = (directory / f"{top}.py").exists() or (directory / top / "__init__.py").exists()
+    if local and not Path(origin).resolve().is_relative_to(directory):
+        for name in [n for n in sys.modules if n == top or n.startswith(f"{top}.")]:
+            del sys.modules[name]

@@ -28,6 +28,8 @@ class Backend:
         _drop_idle_tracing(server)
         # Methods this backend answers on the hot path; everything else goes through the SDK.
         self.fast_paths: Mapping[str, FastPath] = {}
+        # Python modules its handlers come from: editing one reloads this server.
+        self.modules: frozenset[str] = frozenset()
         self.lifespan_state: Any = {}
         self.state = "stopped"
         self.last_error: str | None = None

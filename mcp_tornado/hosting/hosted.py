@@ -49,6 +49,15 @@ class HostedServer:
             session.set_server(self.backend.server, self.backend.fast_paths)
             session.runner.init_options = self.backend.init_options
 
+    async def announce_changes(self, before: ServerSpec) -> None:
+        """Tell live sessions which lists changed (on their GET streams), as the spec says."""
+        changed = [kind for kind in ("tools", "resources", "prompts") if before.document.get(kind) != self.spec.document.get(kind)]
+        if not changed:
+            return
+        for session in self.sessions:
+            for kind in changed:
+                await session.connection.notify(f"notifications/{kind}/list_changed", None)
+
     async def end_session(self, session: Session) -> None:
         self.sessions.remove(session)
         await session.close()

@@ -1,13 +1,17 @@
-"""`ServerRegistry`: route name -> `HostedServer`, loaded from `servers.d/`.
+"""`ServerRegistry`: route name -> `HostedServer`, following the files of `servers.d/`.
 
-Every change happens on the IOLoop: a definition is loaded and validated completely
-(parse, schema, handler imports) before it replaces anything, and a failure leaves the last
-good version serving and is remembered (`problems`) so operators can see it.
+Every change runs on the IOLoop, one at a time. A definition is loaded and validated
+completely (parse, schema, handler imports) before it replaces anything; a failure leaves
+the last good version serving and is remembered in `problems` (`file:line: problem`) until
+the file is fixed. Each file is applied on its own: changing one never touches the others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +27,18 @@ logger = logging.getLogger(__name__)
 DEFINITION_SUFFIXES = (".yaml", ".yml")
 
 
+def is_definition(path: Path) -> bool:
+    return path.suffix in DEFINITION_SUFFIXES and not path.name.startswith(".")
+
+
 class ServerRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.directory = settings.servers_dir
         self._servers: dict[str, HostedServer] = {}
-        self.problems: dict[str, str] = {}  # source file -> "file:line: problem"
+        self._sources: dict[Path, tuple[str, str]] = {}  # file -> (server name, digest of what was loaded)
+        self.problems: dict[str, str] = {}  # file -> "file:line: problem"
+        self._lock = asyncio.Lock()
 
     def get(self, name: str) -> HostedServer | None:
         return self._servers.get(name)
@@ -39,56 +49,106 @@ class ServerRegistry:
     def __len__(self) -> int:
         return len(self._servers)
 
+    def problem_of(self, hosted: HostedServer) -> str | None:
+        return self.problems.get(hosted.spec.source)
+
     def definition_files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []
-        return sorted(
-            p for p in self.directory.iterdir() if p.suffix in DEFINITION_SUFFIXES and not p.name.startswith(".")
-        )
+        return sorted(p for p in self.directory.iterdir() if is_definition(p))
 
     async def load_all(self) -> None:
         """Load every definition; one bad file never stops the others."""
         for path in self.definition_files():
             await self.load_file(path)
 
-    async def load_file(self, path: Path) -> HostedServer | None:
+    async def load_file(self, path: Path, *, force: bool = False) -> HostedServer | None:
+        """Apply `path`'s current content. Returns the server it now defines, or None on failure.
+
+        Unchanged content is a no-op unless `force` (a handler module changed under it).
+        """
+        async with self._lock:
+            return await self._load(path, force=force)
+
+    async def _load(self, path: Path, *, force: bool) -> HostedServer | None:
+        key = path.resolve()
+        source = str(path)
         try:
-            spec = specs.load_file(path)
-            previous = self._servers.get(spec.name)
-            if previous is not None and previous.spec.source != spec.source:
-                raise DefinitionError(
-                    spec.source, 1, f"name {spec.name!r} is already defined by {previous.spec.source}"
-                )
-            backend = self.build_backend(spec)
-        except DefinitionError as exc:
-            self.problems[str(path)] = str(exc)
-            logger.error("%s", exc)
+            data = path.read_bytes()
+        except OSError as exc:
+            self._fail(source, DefinitionError(source, None, f"cannot read: {exc}"))
             return None
-        self.problems.pop(str(path), None)
-        return await self.install(spec, backend)
+        digest = hashlib.sha256(data).hexdigest()
+        previous = self._sources.get(key)
+        if previous is not None and previous[1] == digest and not force and previous[0] in self._servers:
+            return self._servers[previous[0]]
+        try:
+            spec = specs.parse(data.decode("utf-8"), source=source, default_name=path.stem)
+            owner = self._servers.get(spec.name)
+            if owner is not None and Path(owner.spec.source).resolve() != key:
+                raise DefinitionError(source, 1, f"name: {spec.name!r} is already served from {owner.spec.source}")
+            backend = self.build_backend(spec)
+        except (DefinitionError, UnicodeDecodeError) as exc:
+            self._fail(source, exc if isinstance(exc, DefinitionError) else DefinitionError(source, None, str(exc)))
+            return None
+        self.problems.pop(source, None)
+        if previous is not None and previous[0] != spec.name:
+            await self._remove(previous[0])  # the file now names another server
+        hosted = await self._install(spec, backend)
+        self._sources[key] = (spec.name, digest)
+        return hosted
+
+    def _fail(self, source: str, exc: DefinitionError) -> None:
+        self.problems[source] = str(exc)
+        logger.error("%s", exc)
 
     def build_backend(self, spec: specs.ServerSpec) -> Backend:
+        """The backend a spec asks for, with every handler imported. Raises `DefinitionError`."""
         if spec.backend == "inprocess":
             return InProcessBackend(spec, search_path=self.directory, threads=self.settings.handler_threads)
         raise DefinitionError(spec.source, 1, f"backend {spec.backend!r} is not available in this version")
 
-    async def install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:
+    async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:
         hosted = HostedServer(spec, backend, self.settings)
         previous = self._servers.get(spec.name)
         await hosted.start()
         if previous is not None:
-            # Live sessions move to the new definition: their next request sees it.
-            hosted.adopt_sessions(previous)
+            hosted.adopt_sessions(previous)  # live sessions move over: their next request sees the change
         self._servers[spec.name] = hosted
         if previous is not None:
-            await previous.stop()
+            await previous.backend.stop()
+            await hosted.announce_changes(previous.spec)
         logger.info("%s: serving %s (%s)", spec.name, spec.source, backend.kind)
         return hosted
 
+    async def remove_file(self, path: Path) -> None:
+        """The file is gone: so is the server it defined, and its sessions."""
+        async with self._lock:
+            self.problems.pop(str(path), None)
+            entry = self._sources.pop(path.resolve(), None)
+            if entry is not None:
+                await self._remove(entry[0])
+
+    async def reload_modules(self, module: str) -> None:
+        """A handler module changed: reload every server whose handlers come from it."""
+        async with self._lock:
+            affected = [h for h in self._servers.values() if module in h.backend.modules]
+            if not affected:
+                return
+            sys.modules.pop(module, None)  # the next import runs the new code
+            for hosted in affected:
+                await self._load(Path(hosted.spec.source), force=True)
+
     async def remove(self, name: str) -> None:
+        async with self._lock:
+            await self._remove(name)
+
+    async def _remove(self, name: str) -> None:
         hosted = self._servers.pop(name, None)
         if hosted is not None:
+            self._sources = {k: v for k, v in self._sources.items() if v[0] != name}
             await hosted.stop()
+            logger.info("%s: removed", name)
 
     async def stop(self) -> None:
         for hosted in self:

@@ -167,7 +167,7 @@ async def test_idle_sessions_are_reaped(url, base_url):
 
 @pytest.mark.gen_test
 async def test_a_session_never_outlives_its_token(url):
-    short = auth.mint(SECRET, server_name="everything", api_key="plain-key", user_id="ada", ttl=1)
+    short = auth.mint(SECRET, server_name="everything", api_key="plain-key", user_id="ada", ttl=3)
     async with httpx2.AsyncClient() as http:
         session = await open_session(http, url, short)
         deadline = asyncio.get_running_loop().time() + 5
