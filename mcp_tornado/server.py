@@ -1,7 +1,8 @@
-"""`Gateway`: the running process: registry, session reaper, HTTP server, and their order.
+"""`Gateway`: the running process: registry, watcher, session reaper, HTTP server, and their order.
 
-`start()` loads `servers.d/`, starts the reaper (`PeriodicCallback`) and listens; `stop()`
-undoes it in reverse: stop listening, stop the reaper, end every session, stop every server.
+`start()` loads `servers.d/`, starts watching it, starts the reaper (`PeriodicCallback`) and
+listens; `stop()` undoes it in reverse: stop listening, stop the reaper, stop watching, end
+every session, stop every server.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tornado.netutil
 
 from mcp_tornado.app import make_app
 from mcp_tornado.hosting.registry import ServerRegistry
+from mcp_tornado.hosting.watcher import ServersWatcher
 from mcp_tornado.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,11 +33,14 @@ class Gateway:
         self._http: tornado.httpserver.HTTPServer | None = None
         self._reaper: tornado.ioloop.PeriodicCallback | None = None
         self._reaping = False
+        self._watcher: ServersWatcher | None = None
         self.port: int | None = None
 
     async def start(self, sockets: list[socket.socket] | None = None) -> int:
         """Load every definition, then listen. Returns the bound port (useful with port 0)."""
         await self.registry.load_all()
+        self._watcher = ServersWatcher(self.registry, tornado.ioloop.IOLoop.current())
+        self._watcher.start()
         self._reaper = tornado.ioloop.PeriodicCallback(self._reap, self.settings.session_cleanup_interval * 1000)
         self._reaper.start()
         if sockets is None:
@@ -65,6 +70,8 @@ class Gateway:
             self._http.stop()
         if self._reaper is not None:
             self._reaper.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
         await self.registry.stop()
         if self._http is not None:
             await self._http.close_all_connections()

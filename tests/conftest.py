@@ -67,3 +67,17 @@ async def mcp_client(url: str, bearer: str | None = None, **session_kwargs: Any)
             async with ClientSession(read, write, **session_kwargs) as session:
                 await session.initialize()
                 yield session
+
+
+async def eventually(check: Any, *, timeout: float = 5.0, interval: float = 0.02, message: str = "") -> Any:
+    """Poll `await check()` until it returns something truthy, or fail after `timeout` seconds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert loop.time() < deadline, message or f"condition not met within {timeout} s"
+        await asyncio.sleep(interval)

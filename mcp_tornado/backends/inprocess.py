@@ -94,7 +94,9 @@ class InProcessBackend(Backend):
             p.name: (p, _load(p.handler, spec.source, p.line, search_path) if p.handler else None) for p in spec.prompts
         }
         super().__init__(self._build_server(), list_changed=True)
-        references = [t.handler for t in spec.tools] + [r.handler for r in spec.resources] + [p.handler for p in spec.prompts]
+        references = (
+            [t.handler for t in spec.tools] + [r.handler for r in spec.resources] + [p.handler for p in spec.prompts]
+        )
         self.modules = frozenset(ref.partition(":")[0] for ref in references if ref)
         if spec.tools:
             self.fast_paths = {"tools/call": self._fast_call_tool, "tools/list": self._fast_list_tools}

@@ -51,7 +51,11 @@ class HostedServer:
 
     async def announce_changes(self, before: ServerSpec) -> None:
         """Tell live sessions which lists changed (on their GET streams), as the spec says."""
-        changed = [kind for kind in ("tools", "resources", "prompts") if before.document.get(kind) != self.spec.document.get(kind)]
+        changed = [
+            kind
+            for kind in ("tools", "resources", "prompts")
+            if before.document.get(kind) != self.spec.document.get(kind)
+        ]
         if not changed:
             return
         for session in self.sessions:

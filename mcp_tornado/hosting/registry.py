@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -136,6 +137,10 @@ class ServerRegistry:
             if not affected:
                 return
             sys.modules.pop(module, None)  # the next import runs the new code
+            # Bytecode is keyed by mtime in whole seconds and size: a quick same-size edit would be missed.
+            for stale in (self.directory / "__pycache__").glob(f"{module}.*.pyc"):
+                stale.unlink(missing_ok=True)
+            importlib.invalidate_caches()
             for hosted in affected:
                 await self._load(Path(hosted.spec.source), force=True)
 
