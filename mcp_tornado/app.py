@@ -5,6 +5,7 @@ from __future__ import annotations
 import tornado.log
 import tornado.web
 
+from mcp_tornado.handlers.admin import ServerHandler, ServersHandler
 from mcp_tornado.handlers.base import NotFoundHandler
 from mcp_tornado.handlers.health import HealthHandler, StatusPageHandler
 from mcp_tornado.handlers.mcp import McpHandler
@@ -20,6 +21,8 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
         [
             (r"/health", HealthHandler, {"registry": registry}),
             (r"/", StatusPageHandler, {"registry": registry}),
+            (r"/servers", ServersHandler, mcp),
+            (r"/servers/([^/]+)", ServerHandler, mcp),
             (rf"/{NAME}/mcp", McpHandler, mcp),
             (rf"/mcp/{NAME}", McpHandler, mcp),
         ],

@@ -28,10 +28,11 @@ class GatewayError(Exception):
     status = 500
     code = INTERNAL_ERROR
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        self.field = field  # the request field at fault, when there is one (REST bodies)
 
 
 class BadRequest(GatewayError):
@@ -109,8 +110,9 @@ class Unavailable(GatewayError):
 class DefinitionError(Exception):
     """A server definition that cannot be loaded: `str()` is `file:line: problem`."""
 
-    def __init__(self, path: str, line: int | None, problem: str) -> None:
+    def __init__(self, path: str, line: int | None, problem: str, *, field: str | None = None) -> None:
         self.path = path
         self.line = line
         self.problem = problem
+        self.field = field  # dotted path of the definition field at fault, e.g. "tools.0.handler"
         super().__init__(f"{path}:{line if line is not None else 1}: {problem}")

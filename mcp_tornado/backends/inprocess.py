@@ -60,8 +60,8 @@ class InProcessBackend(Backend):
         self._threads = threads
         self._tools: dict[str, _Tool] = {}
         listed: list[types.Tool] = []
-        for tool in spec.tools:
-            fn = _load(tool.handler, spec.source, tool.line, search_path)
+        for i, tool in enumerate(spec.tools):
+            fn = _load(tool.handler, spec.source, tool.line, search_path, f"tools.{i}.handler")
             self._tools[tool.name] = _Tool(
                 fn=fn,
                 is_async=_is_async(fn),
@@ -87,11 +87,18 @@ class InProcessBackend(Backend):
             for start in range(0, max(len(listed), 1), PAGE_SIZE)
         }
         self._resources = {
-            r.uri: (r, _load(r.handler, spec.source, r.line, search_path) if r.handler else None)
-            for r in spec.resources
+            r.uri: (
+                r,
+                _load(r.handler, spec.source, r.line, search_path, f"resources.{i}.handler") if r.handler else None,
+            )
+            for i, r in enumerate(spec.resources)
         }
         self._prompts = {
-            p.name: (p, _load(p.handler, spec.source, p.line, search_path) if p.handler else None) for p in spec.prompts
+            p.name: (
+                p,
+                _load(p.handler, spec.source, p.line, search_path, f"prompts.{i}.handler") if p.handler else None,
+            )
+            for i, p in enumerate(spec.prompts)
         }
         super().__init__(self._build_server(), list_changed=True)
         references = (
@@ -290,14 +297,16 @@ class _Blank(dict[str, Any]):
         return ""
 
 
-def _load(reference: str | None, source: str, line: int | None, search_path: Path | None) -> Callable[..., Any]:
+def _load(
+    reference: str | None, source: str, line: int | None, search_path: Path | None, field: str
+) -> Callable[..., Any]:
     assert reference is not None
     try:
         fn = import_from_string(reference, search_path=search_path)
     except ImportFromStringError as exc:
-        raise DefinitionError(source, line, f"handler {reference}: {exc}") from None
+        raise DefinitionError(source, line, f"{field}: {reference}: {exc}", field=field) from None
     if not callable(fn):
-        raise DefinitionError(source, line, f"handler {reference}: not callable")
+        raise DefinitionError(source, line, f"{field}: {reference} is not callable", field=field)
     return fn
 
 

@@ -58,6 +58,8 @@ class BaseHandler(tornado.web.RequestHandler):
             body: dict[str, Any] = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
         else:
             body = {"error": {"code": status_code, "message": message}}
+            if isinstance(exc, GatewayError) and exc.field is not None:
+                body["error"]["field"] = exc.field
         self.finish(json.dumps(body))
 
     def write_json(self, value: Any, status: int = 200) -> None:

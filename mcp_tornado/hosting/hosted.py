@@ -86,7 +86,12 @@ class HostedServer:
             "name": self.name,
             "title": self.spec.title,
             "version": self.spec.version,
+            "description": self.spec.description,
             **self.backend.describe(),
             "sessions": len(self.sessions),
             "source": self.spec.source,
+            "tools": [t.name for t in self.spec.tools],
+            "resources": [r.uri for r in self.spec.resources],
+            "prompts": [p.name for p in self.spec.prompts],
+            "routes": [f"/{self.name}/mcp", f"/mcp/{self.name}"],
         }

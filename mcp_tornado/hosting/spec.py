@@ -115,7 +115,7 @@ def from_document(
     lines = lines or {}
 
     def fail(path: Path_, problem: str) -> DefinitionError:
-        return DefinitionError(source, _line_of(lines, path), problem)
+        return DefinitionError(source, _line_of(lines, path), problem, field=".".join(map(str, path)) or None)
 
     if not isinstance(document, dict):
         raise fail((), "a server definition must be a mapping")
@@ -236,6 +236,8 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
         document = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and exc.context_mark is not None and mark.index >= len(text.rstrip()):
+            mark = exc.context_mark  # "unexpected end of file" says less than where the open construct began
         line = mark.line + 1 if mark is not None else None
         raise DefinitionError(source, line, f"invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
