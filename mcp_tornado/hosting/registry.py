@@ -18,6 +18,7 @@ from typing import Any
 
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.inprocess import InProcessBackend
+from mcp_tornado.backends.sdk_app import SdkAppBackend
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting import spec as specs
 from mcp_tornado.hosting.hosted import HostedServer
@@ -107,6 +108,8 @@ class ServerRegistry:
         """The backend a spec asks for, with every handler imported. Raises `DefinitionError`."""
         if spec.backend == "inprocess":
             return InProcessBackend(spec, search_path=self.directory, threads=self.settings.handler_threads)
+        if spec.backend == "app":
+            return SdkAppBackend(spec, search_path=self.directory)
         raise DefinitionError(spec.source, 1, f"backend {spec.backend!r} is not available in this version")
 
     async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:

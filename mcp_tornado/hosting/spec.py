@@ -92,6 +92,7 @@ class ServerSpec:
     prompts: tuple[PromptSpec, ...] = ()
     app: str | None = None
     document: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    lines: Mapping[Path_, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 def load_file(path: Path) -> ServerSpec:
@@ -210,6 +211,7 @@ def from_document(
         prompts=prompts,
         app=document.get("app"),
         document=document,
+        lines=lines,
     )
 
 

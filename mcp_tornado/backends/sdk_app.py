@@ -1,0 +1,57 @@
+"""`app:` an official-SDK server object (`MCPServer` or a lowlevel `Server`), hosted in-process.
+
+The object's own lowlevel `Server` is what the transport drives, so every tool, resource and
+prompt it registered, and every SDK rule, apply unchanged. Its lifespan runs from `start()`
+to `stop()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from mcp.server.lowlevel.server import Server
+from mcp.server.mcpserver import MCPServer
+
+from mcp_tornado.backends.base import Backend
+from mcp_tornado.errors import DefinitionError
+from mcp_tornado.hosting.spec import ServerSpec
+from mcp_tornado.importer import ImportFromStringError, import_from_string
+
+
+class SdkAppBackend(Backend):
+    kind = "app"
+
+    def __init__(self, spec: ServerSpec, *, search_path: Path | None) -> None:
+        assert spec.app is not None
+        try:
+            app = import_from_string(spec.app, search_path=search_path)
+        except ImportFromStringError as exc:
+            raise DefinitionError(spec.source, _line(spec), f"app: {exc}", field="app") from None
+        if isinstance(app, MCPServer):
+            server: Server[Any] = app._lowlevel_server  # the SDK keeps no public handle to it
+        elif isinstance(app, Server):
+            server = app
+        else:
+            problem = f"app: {spec.app} is a {type(app).__name__}, not an MCPServer or a lowlevel Server"
+            raise DefinitionError(spec.source, _line(spec), problem, field="app")
+        super().__init__(server)
+        self.modules = frozenset({spec.app.partition(":")[0]})
+        self._lifespan: contextlib.AsyncExitStack | None = None
+
+    async def start(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        self.lifespan_state = await stack.enter_async_context(self.server.lifespan(self.server))
+        self._lifespan = stack
+        await super().start()
+
+    async def stop(self) -> None:
+        if self._lifespan is not None:
+            stack, self._lifespan = self._lifespan, None
+            await stack.aclose()
+        await super().stop()
+
+
+def _line(spec: ServerSpec) -> int | None:
+    return spec.lines.get(("app",)) if spec.lines else None
