@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from mcp_tornado.settings import Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 HERE = Path(__file__).parent
+# What tests/servers/child.yaml expands: this interpreter runs the child, so it has `mcp`.
+os.environ.setdefault("MCP_TEST_PYTHON", sys.executable)
+os.environ.setdefault("MCP_TEST_USER", "tester")
 
 
 @pytest.fixture

@@ -45,6 +45,10 @@ class Backend:
     async def stop(self) -> None:
         self.state = "stopped"
 
+    async def ready(self) -> None:
+        """Return once requests can be served; raise `Unavailable` (503) while they cannot."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What `/health` and the management API may show: never a secret."""
         return {"kind": self.kind, "state": self.state, "last_error": self.last_error}

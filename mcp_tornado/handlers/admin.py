@@ -33,7 +33,8 @@ class AdminHandler(BaseHandler):
         auth.require_admin(auth.verify(token, self.settings_.jwt_secret or ""))
 
     def describe(self, hosted: HostedServer) -> dict[str, Any]:
-        return {**hosted.describe(), "last_error": self.registry.problem_of(hosted) or hosted.backend.last_error}
+        described = hosted.describe()
+        return {**described, "last_error": self.registry.problem_of(hosted) or described["last_error"]}
 
 
 class ServersHandler(AdminHandler):

@@ -19,7 +19,8 @@ def status(registry: ServerRegistry) -> dict[str, Any]:
     for hosted in registry:
         info = hosted.backend.describe()
         servers[hosted.name] = {"state": info["state"], "kind": info["kind"], "sessions": len(hosted.sessions)}
-    healthy = all(s["state"] == "running" for s in servers.values())
+    # A lazy server not started yet is fine; one that is down is not.
+    healthy = not any(s["state"] in ("restarting", "crashed") for s in servers.values())
     return {
         "status": "ok" if healthy else "degraded",
         "version": __version__,

@@ -85,10 +85,12 @@ class McpHandler(BaseHandler):
 
     # -- shared checks --------------------------------------------------------------------
 
-    def _hosted(self, name: str) -> HostedServer:
+    async def _hosted(self, name: str, *, ready: bool = True) -> HostedServer:
         hosted = self.registry.get(name)
         if hosted is None:
             raise NotFound(f"unknown server {name!r}")
+        if ready:
+            await hosted.backend.ready()  # 503 with Retry-After while a child or upstream is down
         return hosted
 
     def _protocol_version(self) -> str | None:
@@ -136,7 +138,7 @@ class McpHandler(BaseHandler):
     # -- POST -----------------------------------------------------------------------------
 
     async def post(self, name: str) -> None:
-        hosted = self._hosted(name)
+        hosted = await self._hosted(name)
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
@@ -235,7 +237,7 @@ class McpHandler(BaseHandler):
     # -- GET ------------------------------------------------------------------------------
 
     async def get(self, name: str) -> None:
-        hosted = self._hosted(name)
+        hosted = await self._hosted(name)
         if not _accepts(self.request.headers.get("Accept", ""), "text/event-stream"):
             raise NotAcceptable("Accept must list text/event-stream")
         self._protocol_version()
@@ -258,7 +260,7 @@ class McpHandler(BaseHandler):
     # -- DELETE ---------------------------------------------------------------------------
 
     async def delete(self, name: str) -> None:
-        hosted = self._hosted(name)
+        hosted = await self._hosted(name, ready=False)  # a session can always be ended
         self._protocol_version()
         session = self._session(hosted)
         await hosted.end_session(session)

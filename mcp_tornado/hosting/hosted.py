@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from mcp_tornado.auth import ApiKeys, Principal, require_server
 from mcp_tornado.backends.base import Backend
+from mcp_tornado.backends.upstream import UpstreamBackend
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport.sessions import Session, SessionRegistry
@@ -22,6 +24,8 @@ class HostedServer:
         self.api_keys = ApiKeys(spec.api_keys)
         self.sessions = SessionRegistry(settings.max_sessions_per_server)
         self._event_buffer_size = settings.event_buffer_size
+        if isinstance(backend, UpstreamBackend):
+            backend.publish = self.publish
 
     def authorize(self, principal: Principal) -> None:
         """Raises `Forbidden` unless the token opens this server."""
@@ -48,6 +52,12 @@ class HostedServer:
         for session in self.sessions:
             session.set_server(self.backend.server, self.backend.fast_paths)
             session.runner.init_options = self.backend.init_options
+
+    async def publish(self, method: str, params: Mapping[str, Any] | None, session_ids: set[str] | None) -> None:
+        """A notification from the backend to its sessions' GET streams (all, or those named)."""
+        for session in self.sessions:
+            if session_ids is None or session.id in session_ids:
+                await session.connection.notify(method, params)
 
     async def announce_changes(self, before: ServerSpec) -> None:
         """Tell live sessions which lists changed (on their GET streams), as the spec says."""

@@ -12,13 +12,16 @@ import asyncio
 import hashlib
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.inprocess import InProcessBackend
+from mcp_tornado.backends.remote import RemoteBackend
 from mcp_tornado.backends.sdk_app import SdkAppBackend
+from mcp_tornado.backends.stdio import StdioBackend
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting import spec as specs
 from mcp_tornado.hosting.hosted import HostedServer
@@ -110,6 +113,10 @@ class ServerRegistry:
             return InProcessBackend(spec, search_path=self.directory, threads=self.settings.handler_threads)
         if spec.backend == "app":
             return SdkAppBackend(spec, search_path=self.directory)
+        if spec.backend == "command":
+            return StdioBackend(spec, directory=self.directory, environ=os.environ)
+        if spec.backend == "url":
+            return RemoteBackend(spec, environ=os.environ)
         raise DefinitionError(spec.source, 1, f"backend {spec.backend!r} is not available in this version")
 
     async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:

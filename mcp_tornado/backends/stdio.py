@@ -1,0 +1,81 @@
+"""`command:` a stdio MCP server run as a supervised child process.
+
+The `mcp` package's `stdio_client` spawns the child and, when the connection ends, closes its
+stdin, waits, then terminates its whole process tree (SIGTERM, SIGKILL after a grace period),
+so a removed, changed or crashed server never leaves a zombie or an orphan behind. The
+child's stderr goes to our log, one line at a time, prefixed with the server's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import string
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from mcp_tornado.backends.upstream import UpstreamBackend
+from mcp_tornado.errors import DefinitionError
+from mcp_tornado.hosting.spec import ServerSpec
+
+logger = logging.getLogger("mcp_tornado.child")
+
+
+def expand(value: str, environ: Mapping[str, str], spec: ServerSpec, field: str) -> str:
+    """`${VAR}` from the host environment; an unset variable is a definition problem."""
+    try:
+        return string.Template(value).substitute(environ)
+    except (KeyError, ValueError) as exc:
+        line = spec.lines.get(tuple(field.split("."))) if spec.lines else None
+        problem = f"{field}: {value!r} needs {exc} from the environment"
+        raise DefinitionError(spec.source, line, problem, field=field) from None
+
+
+class StdioBackend(UpstreamBackend):
+    kind = "command"
+
+    def __init__(self, spec: ServerSpec, *, directory: Path, environ: Mapping[str, str]) -> None:
+        document = spec.document
+        raw = document["command"]
+        argv = shlex.split(raw) if isinstance(raw, str) else list(raw)
+        argv += list(document.get("args", []))
+        argv = [expand(arg, environ, spec, "command") for arg in argv]
+        env = {key: expand(str(value), environ, spec, f"env.{key}") for key, value in document.get("env", {}).items()}
+        cwd = directory / document["cwd"] if "cwd" in document else directory
+        self.params = StdioServerParameters(command=argv[0], args=argv[1:], env=env or None, cwd=cwd)
+        super().__init__(spec, lazy=document.get("start") == "lazy")
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[tuple[Any, Any]]:
+        read_fd, write_fd = os.pipe()
+        errlog = os.fdopen(write_fd, "w")
+        lines = asyncio.ensure_future(_log_lines(read_fd, self.spec.name))
+        try:
+            async with stdio_client(self.params, errlog=errlog) as streams:
+                errlog.close()  # the child holds its own copy; ours would keep the pipe open forever
+                yield streams
+        finally:
+            if not errlog.closed:
+                errlog.close()
+            try:
+                await asyncio.wait_for(lines, 2)
+            except (TimeoutError, asyncio.CancelledError):
+                lines.cancel()
+
+
+async def _log_lines(fd: int, name: str) -> None:
+    """Copy a child's stderr to the log until it closes."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb"))
+    try:
+        while line := await reader.readline():
+            logger.info("%s: %s", name, line.decode(errors="replace").rstrip())
+    finally:
+        transport.close()

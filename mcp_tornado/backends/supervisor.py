@@ -1,0 +1,115 @@
+"""`Supervisor`: keeps one upstream connection (a child process, a remote session) alive.
+
+`run(ready)` is one life of the connection: it calls `ready()` once usable and returns (or
+raises) when the connection is gone. The supervisor starts it again with exponential backoff
+(0.5 s doubling to 30 s); after `BREAKER_FAST_CRASHES` lives shorter than
+`FAST_CRASH_SECONDS` in a row the circuit opens (`crashed`) and it waits `BREAKER_COOLDOWN`
+before one more try. `retry_after()` tells a client when to come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+logger = logging.getLogger(__name__)
+
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+# A life shorter than this counts as a crash at start, not a crash after useful work.
+FAST_CRASH_SECONDS = 5.0
+BREAKER_FAST_CRASHES = 5
+BREAKER_COOLDOWN = 60.0
+
+Run = Callable[[Callable[[], None]], Awaitable[None]]
+
+
+class Supervisor:
+    def __init__(self, name: str, run: Run) -> None:
+        self.name = name
+        self._run = run
+        self.state = "stopped"  # starting | running | restarting | crashed | stopped
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._ready = asyncio.Event()
+        self._settled = asyncio.Event()  # the current attempt either became ready or failed
+        self._task: asyncio.Task[None] | None = None
+        self._next_attempt = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def start(self) -> None:
+        if self._task is None:
+            self.state = "starting"
+            self._task = asyncio.ensure_future(self._supervise())
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Start if needed and wait for the current attempt; True when it is running."""
+        self.start()
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout)
+        except TimeoutError:
+            return False
+        return self.running
+
+    def retry_after(self) -> float:
+        return max(1.0, self._next_attempt - time.monotonic())
+
+    def kick(self) -> None:
+        """The connection is known to be broken: retry at once instead of waiting out a backoff."""
+        self._next_attempt = 0.0
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._ready.clear()
+        self.state = "stopped"
+
+    def _mark_ready(self) -> None:
+        self.state = "running"
+        self.last_error = None
+        self._ready.set()
+        self._settled.set()
+
+    async def _supervise(self) -> None:
+        fast_crashes = 0
+        while True:
+            began = time.monotonic()
+            self._settled.clear()
+            try:
+                await self._run(self._mark_ready)
+                self.last_error = "the connection ended"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = _describe(exc)
+            self._ready.clear()
+            self._settled.set()
+            lived = time.monotonic() - began
+            fast_crashes = fast_crashes + 1 if lived < FAST_CRASH_SECONDS else 1
+            if fast_crashes >= BREAKER_FAST_CRASHES:
+                self.state, delay = "crashed", BREAKER_COOLDOWN
+                fast_crashes = BREAKER_FAST_CRASHES - 1  # after the cool-down, one more try decides
+            else:
+                self.state, delay = "restarting", min(FIRST_BACKOFF * 2 ** (fast_crashes - 1), MAX_BACKOFF)
+            self.restarts += 1
+            logger.warning("%s: %s; %s in %.1f s", self.name, self.last_error, self.state, delay)
+            self._next_attempt = time.monotonic() + delay
+            while time.monotonic() < self._next_attempt:  # `kick()` may bring the attempt forward
+                await asyncio.sleep(min(0.05, max(0.0, self._next_attempt - time.monotonic())))
+
+
+def _describe(exc: BaseException) -> str:
+    """The first real error inside task-group wrappers, as `Type: message`."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"

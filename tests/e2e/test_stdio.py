@@ -1,0 +1,105 @@
+"""`command:` stdio children, called through the gateway with the official client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import httpx2
+import mcp_types as types
+import pytest
+
+from tests.conftest import eventually, mcp_client, token
+
+
+def child_url(base_url: str, name: str = "child") -> str:
+    return f"{base_url}/{name}/mcp"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_stdio_child_is_proxied(base_url):
+    progress, logs = [], []
+
+    async def on_progress(value, total, message):
+        progress.append(value)
+
+    async def on_log(params):
+        logs.append(params.data)
+
+    async with mcp_client(child_url(base_url), token("child", api_key=None), logging_callback=on_log) as client:
+        tools = await client.list_tools()
+        assert {"add", "count", "ask", "sleep", "environment"} <= {t.name for t in tools.tools}
+        result = await client.call_tool("add", {"a": 2, "b": 40})
+        assert result.structured_content == {"result": 42.0}
+        counted = await client.call_tool("count", {"steps": 3}, progress_callback=on_progress)
+        assert counted.content[0].text == "counted 3"
+        greeting = await client.call_tool("environment", {"name": "CHILD_GREETING"})
+        assert greeting.content[0].text == "hello tester"
+    assert progress == [1, 2, 3]
+    assert logs == ["step 1", "step 2", "step 3"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_elicitation_from_the_child_reaches_the_calling_client(base_url):
+    async def elicit(context, params):
+        assert params.message == "Favourite colour?"
+        return types.ElicitResult(action="accept", content={"colour": "teal"})
+
+    async with mcp_client(child_url(base_url), token("child", api_key=None), elicitation_callback=elicit) as client:
+        assert (await client.call_tool("ask", {})).content[0].text == "you said teal"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_call_past_the_timeout_is_an_error_result(base_url):
+    async with mcp_client(child_url(base_url), token("child", api_key=None)) as client:
+        result = await client.call_tool("sleep", {"seconds": 30})
+        assert result.is_error and "timed out" in result.content[0].text
+        assert (await client.call_tool("add", {"a": 1, "b": 1})).structured_content == {"result": 2.0}
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_a_killed_child_fails_the_call_fast_and_comes_back(base_url, gateway):
+    async with mcp_client(child_url(base_url), token("child", api_key=None)) as client:
+        pid = int((await client.call_tool("pid", {})).content[0].text)
+        call = asyncio.ensure_future(client.call_tool("sleep", {"seconds": 1.5}))
+        await asyncio.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(Exception):  # noqa: B017 - the call fails at once, whatever the error says
+            result = await asyncio.wait_for(call, 1.0)
+            assert result.is_error
+            raise RuntimeError(result)
+
+    async def back() -> bool:
+        try:
+            async with mcp_client(child_url(base_url), token("child", api_key=None)) as again:
+                return int((await again.call_tool("pid", {})).content[0].text) != pid
+        except Exception:
+            return False
+
+    await eventually(back, timeout=15, interval=0.1)
+    assert gateway.registry.get("child").backend.describe()["restarts"] >= 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_child_that_exits_at_start_is_503_and_others_keep_answering(base_url, servers_dir):
+    (servers_dir / "broken.yaml").write_text(
+        'command: ["${MCP_TEST_PYTHON}", stdio_child.py]\nenv: {CHILD_EXIT_AT_START: "1"}\n'
+    )
+
+    async def unavailable():
+        async with httpx2.AsyncClient() as http:
+            response = await http.post(
+                f"{base_url}/broken/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+                headers={
+                    "Accept": "application/json, text/event-stream",
+                    "Authorization": f"Bearer {token('broken', api_key=None)}",
+                },
+            )
+            return response if response.status_code == 503 else None
+
+    response = await eventually(unavailable, timeout=15, interval=0.1)
+    assert int(response.headers["Retry-After"]) >= 1
+    async with mcp_client(f"{base_url}/everything/mcp") as client:
+        assert (await client.call_tool("echo", {"message": "fine"})).content[0].text == "fine"

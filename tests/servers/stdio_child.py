@@ -1,0 +1,63 @@
+"""A stdio MCP server written with the official SDK, run as a child by `command:` backends."""
+
+import asyncio
+import os
+import sys
+
+from mcp.server.mcpserver import Context, MCPServer
+
+mcp = MCPServer("stdio-child")
+
+
+@mcp.tool()
+async def add(a: float, b: float) -> float:
+    """Add two numbers."""
+    return a + b
+
+
+@mcp.tool()
+async def pid() -> int:
+    """The child's process id."""
+    return os.getpid()
+
+
+@mcp.tool()
+async def count(steps: int, ctx: Context) -> str:
+    """Count, reporting progress and logging."""
+    for step in range(1, steps + 1):
+        await ctx.report_progress(step, steps)
+        await ctx.info(f"step {step}")
+        await asyncio.sleep(0.01)
+    return f"counted {steps}"
+
+
+@mcp.tool()
+async def ask(ctx: Context) -> str:
+    """Elicit a colour from the user."""
+    from pydantic import BaseModel
+
+    class Colour(BaseModel):
+        colour: str
+
+    answer = await ctx.elicit("Favourite colour?", Colour)
+    return f"you said {answer.data.colour}" if answer.action == "accept" else answer.action
+
+
+@mcp.tool()
+async def sleep(seconds: float) -> str:
+    """Sleep (for timeouts and kills)."""
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@mcp.tool()
+async def environment(name: str) -> str:
+    """An environment variable of the child."""
+    return os.environ.get(name, "<unset>")
+
+
+if __name__ == "__main__":
+    print("stdio child starting", file=sys.stderr, flush=True)
+    if os.environ.get("CHILD_EXIT_AT_START") == "1":
+        sys.exit(3)
+    mcp.run("stdio")
