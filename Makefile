@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
+# A real peer for the stdio tests: the reference "everything" server from npm (runs on node 20).
+EVERYTHING := .tools/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+EVERYTHING_VERSION := 2026.8.31
 
 .PHONY: run test lint bench clean
 
@@ -22,7 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --isolated --check --line-length 120 mcp_tornado tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+$(EVERYTHING):
+	npm install --silent --no-audit --no-fund --prefix .tools @modelcontextprotocol/server-everything@$(EVERYTHING_VERSION)
+
+test: $(STAMP) $(EVERYTHING) lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

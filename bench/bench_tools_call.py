@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,13 +269,9 @@ def report(results: list[Result]) -> None:
             print(f"  vs {r.peer:<19} {r.mode:<16} {ours[r.mode].rate / r.rate:>6.2f}x")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=2000, help="timed calls per peer and mode")
-    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight in the concurrent mode")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed calls per peer first")
-    args = parser.parse_args()
-
+@contextlib.contextmanager
+def running_peers() -> Iterator[list[Peer]]:
+    """Start the three peers in a throwaway directory, wait until they answer, and stop them all on exit."""
     secret = secrets.token_urlsafe(32)
     token = jwt.encode({"serverName": "bench", "exp": int(time.time()) + 3600}, secret, algorithm="HS256")
     procs: list[subprocess.Popen[bytes]] = []
@@ -298,16 +296,26 @@ def main() -> int:
                 wait_until_up(f"http://127.0.0.1:{port}/mcp", procs[-1], log)
                 label = "SDK (default, SSE)" if mode == "sse" else "SDK (json_response)"
                 peers.append(Peer(label, f"http://127.0.0.1:{port}/mcp", {}))
-
-            print(f"{args.calls} calls per peer and mode, {args.warmup} warm-up, concurrency {args.concurrency}")
-            results: list[Result] = []
-            for peer in peers:
-                print(f"benchmarking {peer.label} at {peer.url} ...", flush=True)
-                results += asyncio.run(bench_peer(peer, args.calls, args.concurrency, args.warmup))
-            report(results)
+            yield peers
         finally:
             for proc in procs:
                 stop(proc)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000, help="timed calls per peer and mode")
+    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight in the concurrent mode")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed calls per peer first")
+    args = parser.parse_args()
+
+    with running_peers() as peers:
+        print(f"{args.calls} calls per peer and mode, {args.warmup} warm-up, concurrency {args.concurrency}")
+        results: list[Result] = []
+        for peer in peers:
+            print(f"benchmarking {peer.label} at {peer.url} ...", flush=True)
+            results += asyncio.run(bench_peer(peer, args.calls, args.concurrency, args.warmup))
+        report(results)
     return 0
 
 

@@ -26,6 +26,9 @@ HERE = Path(__file__).parent
 # What tests/servers/child.yaml expands: this interpreter runs the child, so it has `mcp`.
 os.environ.setdefault("MCP_TEST_PYTHON", sys.executable)
 os.environ.setdefault("MCP_TEST_USER", "tester")
+# The npm reference server, installed by `make test` (see the Makefile).
+EVERYTHING_SERVER = HERE.parent / ".tools/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+os.environ.setdefault("MCP_TEST_EVERYTHING", str(EVERYTHING_SERVER))
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ BREAKER_FAST_CRASHES = 5
 BREAKER_COOLDOWN = 60.0
 
 Run = Callable[[Callable[[], None]], Awaitable[None]]
+"""One life: `run(ready)` calls `ready()` once usable and returns when the connection is gone."""
 
 
 class Supervisor:
@@ -37,6 +38,9 @@ class Supervisor:
         self._settled = asyncio.Event()  # the current attempt either became ready or failed
         self._task: asyncio.Task[None] | None = None
         self._next_attempt = 0.0
+        self._renewing = False
+        # Set by the running life: ends it (the supervisor then starts the next one).
+        self._end_life: Callable[[], None] | None = None
 
     @property
     def running(self) -> bool:
@@ -62,6 +66,16 @@ class Supervisor:
     def kick(self) -> None:
         """The connection is known to be broken: retry at once instead of waiting out a backoff."""
         self._next_attempt = 0.0
+
+    def renew(self) -> None:
+        """End the current life on purpose (e.g. the upstream forgot our session) and start a new
+        one at once; this is not a crash."""
+        self._renewing = True
+        self.state = "starting"
+        self._ready.clear()
+        self._settled.clear()
+        if self._end_life is not None:
+            self._end_life()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -93,6 +107,10 @@ class Supervisor:
             except Exception as exc:
                 self.last_error = _describe(exc)
             self._ready.clear()
+            if self._renewing:  # waiters want the next life, not the end of this one
+                self._renewing = False
+                self.state = "starting"
+                continue
             self._settled.set()
             lived = time.monotonic() - began
             fast_crashes = fast_crashes + 1 if lived < FAST_CRASH_SECONDS else 1

@@ -119,11 +119,13 @@ class UpstreamBackend(Backend):
                 instructions=init.instructions,
             )
             self.client = client
+            self.supervisor._end_life = ended.set
             ready()
             try:
                 await ended.wait()
             finally:
                 self.client = None
+                self.supervisor._end_life = None
 
     # -- the forwarding server --------------------------------------------------------------
 
@@ -148,10 +150,27 @@ class UpstreamBackend(Backend):
 
     def _forward(self, call: Callable[[ClientSession, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def handler(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
-            async with self._calling(ctx) as client:
-                return await call(client, params)
+            return await self._upstream(ctx, lambda client: call(client, params))
 
         return handler
+
+    async def _upstream(
+        self, ctx: ServerRequestContext[Any, Any], call: Callable[[ClientSession], Awaitable[Any]]
+    ) -> Any:
+        """Run `call` on the upstream; if it had forgotten our session, renew it and run `call` once more
+        (the request never reached a handler, so repeating it is safe)."""
+        try:
+            async with self._calling(ctx) as client:
+                return await call(client)
+        except MCPError as exc:
+            if not _session_lost(exc):
+                raise
+        logger.info("%s: the upstream lost our session; opening a new one", self.spec.name)
+        self.supervisor.renew()
+        if not await self.supervisor.wait_ready(CONNECT_TIMEOUT):
+            raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} is {self.supervisor.state}")
+        async with self._calling(ctx) as client:
+            return await call(client)
 
     @contextlib.asynccontextmanager
     async def _calling(self, ctx: ServerRequestContext[Any, Any]) -> AsyncIterator[ClientSession]:
@@ -171,17 +190,19 @@ class UpstreamBackend(Backend):
         async def progress(progress: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(progress, total, message)
 
-        async with self._calling(ctx) as client:
-            try:
-                return await client.call_tool(
+        try:
+            return await self._upstream(
+                ctx,
+                lambda client: client.call_tool(
                     params.name, params.arguments, read_timeout_seconds=self.spec.timeout, progress_callback=progress
-                )
-            except MCPError as exc:
-                if exc.error.code != REQUEST_TIMEOUT:
-                    raise
-                # The SDK client already told the upstream to stop (notifications/cancelled).
-                text = f"Tool {params.name} timed out after {self.spec.timeout:g} s"
-                return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+                ),
+            )
+        except MCPError as exc:
+            if exc.error.code != REQUEST_TIMEOUT:
+                raise
+            # The SDK client already told the upstream to stop (notifications/cancelled).
+            text = f"Tool {params.name} timed out after {self.spec.timeout:g} s"
+            return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
     async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> Any:
         async with self._calling(ctx) as client:
@@ -250,6 +271,12 @@ class UpstreamBackend(Backend):
             await self.publish(method, params, self._subscribers.get(params.get("uri", ""), set()))
         elif method.endswith("/list_changed"):
             await self.publish(method, params, None)
+
+
+def _session_lost(exc: MCPError) -> bool:
+    """An HTTP upstream answered 404 for our session: it restarted or expired it."""
+    message = exc.error.message.lower()
+    return "session" in message and ("not found" in message or "terminated" in message)
 
 
 async def _set_level(client: ClientSession, params: types.SetLevelRequestParams) -> Any:

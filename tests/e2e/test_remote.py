@@ -1,0 +1,110 @@
+"""`url:` remote upstreams: proxied, and followed when they go away and come back."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.conftest import eventually, mcp_client, token
+
+HERE = Path(__file__).parent.parent / "servers"
+
+
+class Upstream:
+    """The upstream server as a child process that the test can stop and start again."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, str(HERE / "remote_upstream.py"), str(self.port)])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    async def wait_listening(self) -> None:
+        async def listening() -> bool:
+            try:
+                async with httpx2.AsyncClient() as http:
+                    await http.get(self.url)
+                return True
+            except httpx2.TransportError:
+                return False
+
+        await eventually(listening, timeout=20, interval=0.05)
+
+
+@pytest.fixture
+def upstream(servers_dir: Path) -> Iterator[Upstream]:
+    up = Upstream()
+    up.start()
+    (servers_dir / "remote.yaml").write_text(f"url: {up.url}\nstart: lazy\ntimeout: 5\n")
+    yield up
+    up.stop()
+
+
+async def call_pid(base_url: str) -> int:
+    async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
+        return int((await client.call_tool("upstream_pid", {})).content[0].text)
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_a_remote_upstream_is_proxied(upstream, base_url, gateway):
+    await upstream.wait_listening()
+    await gateway.registry.load_file(gateway.settings.servers_dir / "remote.yaml")
+    async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == {"upstream_pid", "shout"}
+        assert (await client.call_tool("shout", {"text": "hi"})).content[0].text == "HI"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_upstream_that_goes_away_and_comes_back(upstream, base_url, gateway):
+    await upstream.wait_listening()
+    await gateway.registry.load_file(gateway.settings.servers_dir / "remote.yaml")
+    async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
+        first = int((await client.call_tool("upstream_pid", {})).content[0].text)
+        upstream.stop()
+        # While it is away, calls fail (503 or an error), quickly, and the other servers answer.
+        with pytest.raises(Exception):  # noqa: B017
+            await client.call_tool("upstream_pid", {})
+    async with mcp_client(f"{base_url}/everything/mcp") as other:
+        assert (await other.call_tool("echo", {"message": "fine"})).content[0].text == "fine"
+    upstream.start()
+    await upstream.wait_listening()
+
+    async def new_upstream() -> bool:
+        try:
+            return await call_pid(base_url) != first
+        except Exception:
+            return False
+
+    await eventually(new_upstream, timeout=40, interval=0.2)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_lost_upstream_session_is_renewed_without_the_client_noticing(upstream, base_url, gateway):
+    await upstream.wait_listening()
+    await gateway.registry.load_file(gateway.settings.servers_dir / "remote.yaml")
+    async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
+        first = int((await client.call_tool("upstream_pid", {})).content[0].text)
+        upstream.stop()
+        upstream.start()  # a restarted upstream knows none of its old sessions (404)
+        await upstream.wait_listening()
+        second = int((await client.call_tool("upstream_pid", {})).content[0].text)
+        assert second != first
