@@ -89,3 +89,29 @@ async def eventually(check: Any, *, timeout: float = 5.0, interval: float = 0.02
             return value
         assert loop.time() < deadline, message or f"condition not met within {timeout} s"
         await asyncio.sleep(interval)
+
+
+def _children() -> list[str]:
+    """This process's child processes (zombies included), as "pid state command"."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid():
+            found.append(f"{stat.parent.name} {fields[0]} {name}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_child_process_left_behind() -> Iterator[None]:
+    """After the whole run, the gateways of the tests must have left no child process running."""
+    yield
+    import time
+
+    deadline = time.monotonic() + 10
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _children(), f"child processes left running: {_children()}"

@@ -49,6 +49,13 @@ class Backend:
         """Return once requests can be served; raise `Unavailable` (503) while they cannot."""
         return None
 
+    async def session_opened(self, session_id: str) -> None:
+        """A session starts (may raise `Unavailable`); backends with per-session state set it up."""
+        return None
+
+    async def session_closed(self, session_id: str) -> None:
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What `/health` and the management API may show: never a secret."""
         return {"kind": self.kind, "state": self.state, "last_error": self.last_error}

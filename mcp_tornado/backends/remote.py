@@ -15,8 +15,9 @@ from typing import Any
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_tornado.backends.link import CONNECT_TIMEOUT
 from mcp_tornado.backends.stdio import expand
-from mcp_tornado.backends.upstream import CONNECT_TIMEOUT, UpstreamBackend
+from mcp_tornado.backends.upstream import UpstreamBackend
 from mcp_tornado.hosting.spec import ServerSpec
 
 

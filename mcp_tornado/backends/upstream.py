@@ -1,13 +1,12 @@
 """Backends that are other MCP servers: a stdio child (`command:`) or a remote URL (`url:`).
 
-`UpstreamBackend` speaks to the upstream with the `mcp` client (`ClientSession`) and exposes it
-as a lowlevel SDK `Server` whose handlers forward each request, so the transport cannot tell
-it from an in-process server. It answers with the upstream's own capabilities and identity.
-What the upstream sends back is routed: progress to the call that asked (by the SDK's
-progress tokens), sampling/elicitation/roots requests to the session whose call is in flight,
-log messages to the sessions with calls in flight (or all), list_changed to every session,
-resource updates to the sessions that subscribed. A `Supervisor` keeps the connection alive;
-`connect()` is the one thing a subclass supplies.
+`UpstreamBackend` exposes the upstream as a lowlevel SDK `Server` whose handlers forward each
+request with the `mcp` client, so the transport cannot tell it from an in-process server.
+Requests travel over an `UpstreamLink`: one shared by all sessions of the route, or, with
+`per_session: true`, one per session (capped by `max_processes`). What the upstream sends
+back is routed: progress to the call that asked (the SDK maps progress tokens), its requests
+and logs to the calls in flight on that link, list_changed to every session, resource
+updates to the sessions that subscribed. `connect()` is the one thing a subclass supplies.
 """
 
 from __future__ import annotations
@@ -15,32 +14,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import anyio
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp import ClientSession
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
-from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from mcp_tornado.backends.base import Backend
-from mcp_tornado.backends.supervisor import Supervisor
+from mcp_tornado.backends.link import CONNECT_TIMEOUT, Publish, UpstreamLink
 from mcp_tornado.errors import Unavailable
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.transport.sessions import RequestInfo
 
 logger = logging.getLogger(__name__)
 
-# How long the upstream may take to answer initialize (a cold `npx` start is slow).
-CONNECT_TIMEOUT = 30.0
-
-Publish = Callable[[str, Mapping[str, Any] | None, "set[str] | None"], Awaitable[None]]
+DEFAULT_MAX_PROCESSES = 16
 
 
 class UpstreamBackend(Backend):
@@ -49,15 +41,14 @@ class UpstreamBackend(Backend):
     def __init__(self, spec: ServerSpec, *, lazy: bool = False) -> None:
         self.spec = spec
         self.lazy = lazy
-        self.client: ClientSession | None = None
-        self.supervisor = Supervisor(spec.name, self._live)
-        self._callers: list[ServerRequestContext[Any, Any]] = []
+        self.per_session = bool(spec.document.get("per_session", False))
+        self.max_processes = int(spec.document.get("max_processes", DEFAULT_MAX_PROCESSES))
+        self._shared = None if self.per_session else UpstreamLink(self, spec.name)
+        self._links: dict[str, UpstreamLink] = {}  # per session id, with per_session
         self._subscribers: dict[str, set[str]] = {}
         # Set by the hosting server: sends a notification to its sessions (all, or the ids given).
         self.publish: Publish | None = None
         super().__init__(self._build_server())
-
-    # -- what a subclass supplies -----------------------------------------------------------
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[tuple[Any, Any]]:
         """A fresh connection: `(read_stream, write_stream)` for a `ClientSession`."""
@@ -66,66 +57,69 @@ class UpstreamBackend(Backend):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if not self.lazy:
-            self.supervisor.start()
+        if self._shared is not None and not self.lazy:
+            self._shared.supervisor.start()
 
     async def stop(self) -> None:
-        await self.supervisor.stop()
+        for link in self._all_links():
+            await link.supervisor.stop()
+        self._links.clear()
 
     async def ready(self) -> None:
-        """Wait for the upstream (starting it if lazy); `Unavailable` (503) while it is down."""
-        if self.supervisor.running:
+        """Wait for the shared upstream (starting it if lazy); `Unavailable` (503) while it is down."""
+        if self._shared is None:
+            return  # per-session children start with their session
+        await _wait_for(self._shared, self.spec.name)
+
+    async def session_opened(self, session_id: str) -> None:
+        if self._shared is not None:
             return
-        if self.supervisor.state in ("stopped", "starting") and await self.supervisor.wait_ready(CONNECT_TIMEOUT):
-            return  # a first start (lazy, or the gateway just started): worth waiting for
-        raise Unavailable(
-            f"{self.spec.name} is {self.supervisor.state}: {self.supervisor.last_error or 'not ready'}",
-            retry_after=round(self.supervisor.retry_after()),
-        )
+        if len(self._links) >= self.max_processes:
+            raise Unavailable(f"{self.spec.name} runs its limit of {self.max_processes} processes", retry_after=5)
+        link = self._links[session_id] = UpstreamLink(self, f"{self.spec.name}[{session_id[:8]}]")
+        try:
+            await _wait_for(link, self.spec.name)
+        except Unavailable:
+            await self.session_closed(session_id)
+            raise
+
+    async def session_closed(self, session_id: str) -> None:
+        link = self._links.pop(session_id, None)
+        if link is not None:
+            await link.supervisor.stop()
+        for subscribers in self._subscribers.values():
+            subscribers.discard(session_id)
 
     def describe(self) -> dict[str, Any]:
-        supervisor = self.supervisor
+        if self._shared is not None:
+            supervisor = self._shared.supervisor
+            state, last_error, restarts = supervisor.state, supervisor.last_error, supervisor.restarts
+        else:
+            states = {link.supervisor.state for link in self._links.values()}
+            state = "running" if states <= {"running"} else sorted(states - {"running"})[0]
+            last_error = next(
+                (lk.supervisor.last_error for lk in self._links.values() if lk.supervisor.last_error), None
+            )
+            restarts = sum(link.supervisor.restarts for link in self._links.values())
         return {
             "kind": self.kind,
-            "state": supervisor.state,
-            "last_error": supervisor.last_error,
-            "restarts": supervisor.restarts,
+            "state": state,
+            "last_error": last_error,
+            "restarts": restarts,
+            "processes": len(self._links) if self.per_session else None,
         }
 
-    async def _live(self, ready: Callable[[], None]) -> None:
-        """One life of the connection, for the supervisor."""
-        async with contextlib.AsyncExitStack() as stack:
-            read, write = await stack.enter_async_context(self.connect())
-            ended = anyio.Event()
-            read = await stack.enter_async_context(_watched(read, ended))
-            client = await stack.enter_async_context(
-                ClientSession(
-                    read,
-                    write,
-                    sampling_callback=self._sampling,
-                    elicitation_callback=self._elicitation,
-                    list_roots_callback=self._roots,
-                    logging_callback=self._log,
-                    message_handler=self._notification,
-                )
-            )
-            with anyio.fail_after(CONNECT_TIMEOUT):
-                init = await client.initialize()
-            self.init_options = InitializationOptions(
-                server_name=init.server_info.name,
-                server_version=init.server_info.version,
-                title=init.server_info.title,
-                capabilities=init.capabilities,
-                instructions=init.instructions,
-            )
-            self.client = client
-            self.supervisor._end_life = ended.set
-            ready()
-            try:
-                await ended.wait()
-            finally:
-                self.client = None
-                self.supervisor._end_life = None
+    def _all_links(self) -> list[UpstreamLink]:
+        return ([self._shared] if self._shared is not None else []) + list(self._links.values())
+
+    def _link(self, ctx: ServerRequestContext[Any, Any]) -> UpstreamLink:
+        if self._shared is not None:
+            return self._shared
+        session_id = ctx.request.session_id if isinstance(ctx.request, RequestInfo) else None
+        link = self._links.get(session_id or "")
+        if link is None:
+            raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} has no process for this session")
+        return link
 
     # -- the forwarding server --------------------------------------------------------------
 
@@ -159,32 +153,19 @@ class UpstreamBackend(Backend):
     ) -> Any:
         """Run `call` on the upstream; if it had forgotten our session, renew it and run `call` once more
         (the request never reached a handler, so repeating it is safe)."""
+        link = self._link(ctx)
         try:
-            async with self._calling(ctx) as client:
+            async with link.calling(ctx) as client:
                 return await call(client)
         except MCPError as exc:
             if not _session_lost(exc):
                 raise
         logger.info("%s: the upstream lost our session; opening a new one", self.spec.name)
-        self.supervisor.renew()
-        if not await self.supervisor.wait_ready(CONNECT_TIMEOUT):
-            raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} is {self.supervisor.state}")
-        async with self._calling(ctx) as client:
+        link.supervisor.renew()
+        if not await link.supervisor.wait_ready(CONNECT_TIMEOUT):
+            raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} is {link.supervisor.state}")
+        async with link.calling(ctx) as client:
             return await call(client)
-
-    @contextlib.asynccontextmanager
-    async def _calling(self, ctx: ServerRequestContext[Any, Any]) -> AsyncIterator[ClientSession]:
-        client = self.client
-        if client is None:
-            raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} is {self.supervisor.state}")
-        self._callers.append(ctx)
-        try:
-            yield client
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
-            self.supervisor.kick()
-            raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} is unreachable") from exc
-        finally:
-            self._callers.remove(ctx)
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
         async def progress(progress: float, total: float | None, message: str | None) -> None:
@@ -205,8 +186,7 @@ class UpstreamBackend(Backend):
             return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
     async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> Any:
-        async with self._calling(ctx) as client:
-            result = await client.subscribe_resource(str(params.uri))
+        result = await self._upstream(ctx, lambda client: client.subscribe_resource(str(params.uri)))
         if isinstance(ctx.request, RequestInfo) and ctx.request.session_id:
             self._subscribers.setdefault(str(params.uri), set()).add(ctx.request.session_id)
         return result
@@ -215,50 +195,15 @@ class UpstreamBackend(Backend):
         subscribers = self._subscribers.get(str(params.uri), set())
         if isinstance(ctx.request, RequestInfo):
             subscribers.discard(ctx.request.session_id or "")
-        if subscribers:
-            return types.EmptyResult()  # other sessions still want it
+        if subscribers and self._shared is not None:
+            return types.EmptyResult()  # other sessions on the shared upstream still want it
         self._subscribers.pop(str(params.uri), None)
-        async with self._calling(ctx) as client:
-            return await client.unsubscribe_resource(str(params.uri))
+        return await self._upstream(ctx, lambda client: client.unsubscribe_resource(str(params.uri)))
 
-    # -- what the upstream sends us ----------------------------------------------------------
+    # -- what the upstream tells everyone -------------------------------------------------------
 
-    def _asker(self) -> ServerRequestContext[Any, Any] | None:
-        """The downstream request an upstream request belongs to: the latest call in flight."""
-        return self._callers[-1] if self._callers else None
-
-    async def _ask_downstream(self, request: Any, result_type: type[Any]) -> Any:
-        ctx = self._asker()
-        if ctx is None:
-            return types.ErrorData(code=types.INVALID_REQUEST, message="no client request is in flight to ask")
-        try:
-            return await ctx.session.send_request(
-                request, result_type, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
-            )
-        except MCPError as exc:
-            return exc.error
-
-    async def _sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
-        return await self._ask_downstream(types.CreateMessageRequest(params=params), types.CreateMessageResult)
-
-    async def _elicitation(self, context: Any, params: types.ElicitRequestParams) -> Any:
-        return await self._ask_downstream(types.ElicitRequest(params=params), types.ElicitResult)
-
-    async def _roots(self, context: Any) -> Any:
-        return await self._ask_downstream(types.ListRootsRequest(), types.ListRootsResult)
-
-    async def _log(self, params: types.LoggingMessageNotificationParams) -> None:
-        message = params.model_dump(by_alias=True, mode="json", exclude_none=True)
-        ctxs = list(self._callers)
-        if ctxs:
-            for ctx in ctxs:  # a log during calls belongs to them
-                await ctx.session.send_notification(
-                    types.LoggingMessageNotification(params=params), related_request_id=ctx.request_id
-                )
-        elif self.publish is not None:
-            await self.publish("notifications/message", message, None)
-
-    async def _notification(self, message: Any) -> None:
+    async def upstream_notification(self, message: Any) -> None:
+        """The `ClientSession` message handler: list_changed and resource updates to our sessions."""
         if isinstance(message, Exception):
             logger.debug("%s: upstream transport error: %s", self.spec.name, message)
             return
@@ -272,6 +217,22 @@ class UpstreamBackend(Backend):
         elif method.endswith("/list_changed"):
             await self.publish(method, params, None)
 
+    async def upstream_notification_to_all(self, method: str, params: Mapping[str, Any] | None) -> None:
+        if self.publish is not None:
+            await self.publish(method, params, None)
+
+
+async def _wait_for(link: UpstreamLink, name: str) -> None:
+    supervisor = link.supervisor
+    if supervisor.running:
+        return
+    if supervisor.state in ("stopped", "starting") and await supervisor.wait_ready(CONNECT_TIMEOUT):
+        return  # a first start (lazy, or just started): worth waiting for
+    raise Unavailable(
+        f"{name} is {supervisor.state}: {supervisor.last_error or 'not ready'}",
+        retry_after=round(supervisor.retry_after()),
+    )
+
 
 def _session_lost(exc: MCPError) -> bool:
     """An HTTP upstream answered 404 for our session: it restarted or expired it."""
@@ -283,27 +244,3 @@ async def _set_level(client: ClientSession, params: types.SetLevelRequestParams)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         return await client.set_logging_level(params.level)
-
-
-@contextlib.asynccontextmanager
-async def _watched(read: MemoryObjectReceiveStream[Any], ended: anyio.Event) -> AsyncIterator[Any]:
-    """Relay `read`, setting `ended` when the upstream closes it (the child exited, the link broke)."""
-    send, receive = anyio.create_memory_object_stream[Any](16)
-
-    async def relay() -> None:
-        try:
-            async with send:
-                async for item in read:
-                    await send.send(item)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-        finally:
-            ended.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(relay)
-        try:
-            yield receive
-        finally:
-            tg.cancel_scope.cancel()
-            receive.close()

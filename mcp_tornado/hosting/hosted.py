@@ -32,6 +32,7 @@ class HostedServer:
         require_server(principal, self.name, self.api_keys)
 
     async def open_session(self, principal: Principal) -> Session:
+        """A new session; raises `Unavailable` when the backend cannot take one now."""
         session = Session(
             self.name,
             self.backend.server,
@@ -40,10 +41,11 @@ class HostedServer:
             event_buffer_size=self._event_buffer_size,
             fast_paths=self.backend.fast_paths,
         )
+        await self.backend.session_opened(session.id)
         session.runner.init_options = self.backend.init_options
         for evicted in self.sessions.add(session):
             logger.info("%s: session cap reached, evicting the longest-idle session", self.name)
-            await evicted.close()
+            await self.end_session(evicted)
         return session
 
     def adopt_sessions(self, previous: HostedServer) -> None:
@@ -75,6 +77,7 @@ class HostedServer:
     async def end_session(self, session: Session) -> None:
         self.sessions.remove(session)
         await session.close()
+        await self.backend.session_closed(session.id)
 
     async def reap(self, idle_timeout: float) -> int:
         stale = self.sessions.stale(idle_timeout)

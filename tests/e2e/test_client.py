@@ -231,3 +231,14 @@ async def test_a_blocking_handler_does_not_stall_other_calls(url, base_url):
 async def test_alias_route(base_url):
     async with mcp_client(f"{base_url}/mcp/everything") as client:
         assert (await client.call_tool("echo", {"message": "alias"})).content[0].text == "alias"
+
+
+@pytest.mark.gen_test
+async def test_an_async_handler_that_never_returns_times_out(base_url, gateway, servers_dir):
+    (servers_dir / "slowpoke.yaml").write_text(
+        "timeout: 0.3\ntools:\n  - {name: wait, handler: 'everything_tools:wait'}\n"
+    )
+    await gateway.registry.load_file(servers_dir / "slowpoke.yaml")
+    async with mcp_client(f"{base_url}/slowpoke/mcp", token("slowpoke", api_key=None)) as client:
+        result = await client.call_tool("wait", {})
+    assert result.is_error and "timed out after 0.3 s" in result.content[0].text

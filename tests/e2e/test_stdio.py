@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 
+import anyio
 import httpx2
 import mcp_types as types
 import pytest
@@ -103,3 +105,81 @@ async def test_a_child_that_exits_at_start_is_503_and_others_keep_answering(base
     assert int(response.headers["Retry-After"]) >= 1
     async with mcp_client(f"{base_url}/everything/mcp") as client:
         assert (await client.call_tool("echo", {"message": "fine"})).content[0].text == "fine"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_cancellation_is_passed_on_to_the_child(base_url):
+    async with mcp_client(child_url(base_url), token("child", api_key=None)) as client:
+        with anyio.move_on_after(0.3):
+            await client.call_tool("sleep", {"seconds": 1.8})
+
+        async def cancelled() -> bool:
+            return int((await client.call_tool("cancelled", {})).content[0].text) >= 1
+
+        await eventually(cancelled, timeout=5, message="the child never saw the cancellation")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_list_changed_from_the_child_reaches_the_get_stream(base_url, gateway):
+    changed = asyncio.Event()
+
+    async def on_message(message) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with mcp_client(child_url(base_url), token("child", api_key=None), message_handler=on_message) as client:
+        sessions = gateway.registry.get("child").sessions
+        await eventually(lambda: _true(any(s.standalone.attached for s in sessions)))
+        await client.call_tool("announce", {})
+        await asyncio.wait_for(changed.wait(), 5)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_childs_stderr_is_logged_with_its_name(base_url, caplog):
+    with caplog.at_level(logging.INFO, logger="mcp_tornado.child"):
+        async with mcp_client(child_url(base_url), token("child", api_key=None)) as client:
+            await client.call_tool("add", {"a": 1, "b": 2})
+        await eventually(lambda: _true(any(r.getMessage() == "child: stdio child starting" for r in caplog.records)))
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_per_session_children_are_separate_and_capped(base_url, servers_dir):
+    (servers_dir / "own.yaml").write_text(
+        'command: ["${MCP_TEST_PYTHON}", stdio_child.py]\nper_session: true\nmax_processes: 2\n'
+    )
+    await eventually(lambda: _served(base_url, "own"), timeout=10)
+    own = token("own", api_key=None)
+    async with (
+        mcp_client(child_url(base_url, "own"), own) as first,
+        mcp_client(child_url(base_url, "own"), own) as second,
+    ):
+        pids = {int((await c.call_tool("pid", {})).content[0].text) for c in (first, second)}
+        assert len(pids) == 2
+        async with httpx2.AsyncClient() as http:
+            third = await http.post(
+                child_url(base_url, "own"),
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "1"},
+                    },
+                },
+                headers={"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {own}"},
+            )
+        assert third.status_code == 503 and "Retry-After" in third.headers
+    # Both sessions ended (DELETE): their children were stopped, so a new session gets one.
+    async with mcp_client(child_url(base_url, "own"), own) as again:
+        assert int((await again.call_tool("pid", {})).content[0].text) not in pids
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _served(base_url: str, name: str) -> bool:
+    async with httpx2.AsyncClient() as http:
+        return name in (await http.get(f"{base_url}/health")).json()["servers"]

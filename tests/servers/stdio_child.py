@@ -43,11 +43,31 @@ async def ask(ctx: Context) -> str:
     return f"you said {answer.data.colour}" if answer.action == "accept" else answer.action
 
 
+CANCELLED = []
+
+
 @mcp.tool()
 async def sleep(seconds: float) -> str:
-    """Sleep (for timeouts and kills)."""
-    await asyncio.sleep(seconds)
+    """Sleep (for timeouts, cancellation and kills)."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        CANCELLED.append(seconds)
+        raise
     return "slept"
+
+
+@mcp.tool()
+async def cancelled() -> int:
+    """How many sleeps were cancelled."""
+    return len(CANCELLED)
+
+
+@mcp.tool()
+async def announce(ctx: Context) -> str:
+    """Tell every client that the tool list changed."""
+    await ctx.request_context.session.send_tool_list_changed()
+    return "announced"
 
 
 @mcp.tool()

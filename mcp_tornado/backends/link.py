@@ -1,0 +1,149 @@
+"""`UpstreamLink`: one connection to an upstream MCP server, kept alive by a `Supervisor`.
+
+A link is one child process (or one remote session) with the `mcp` client's `ClientSession`
+on it. It remembers which downstream requests are in flight on it, because that is where
+the upstream's own requests (sampling, elicitation, roots) and its log messages belong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectReceiveStream
+from mcp import ClientSession
+from mcp.server.context import ServerRequestContext
+from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types import INTERNAL_ERROR
+
+from mcp_tornado.backends.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from mcp_tornado.backends.upstream import UpstreamBackend
+
+logger = logging.getLogger(__name__)
+
+# How long the upstream may take to answer initialize (a cold `npx` start is slow).
+CONNECT_TIMEOUT = 30.0
+
+Publish = Callable[[str, Mapping[str, Any] | None, "set[str] | None"], Awaitable[None]]
+
+
+class UpstreamLink:
+    def __init__(self, backend: UpstreamBackend, name: str) -> None:
+        self.backend = backend
+        self.client: ClientSession | None = None
+        self.supervisor = Supervisor(name, self._live)
+        self.callers: list[ServerRequestContext[Any, Any]] = []
+
+    @contextlib.asynccontextmanager
+    async def calling(self, ctx: ServerRequestContext[Any, Any]) -> AsyncIterator[ClientSession]:
+        """The client, with `ctx` registered as in flight on this link while it is used."""
+        client = self.client
+        if client is None:
+            raise MCPError(code=INTERNAL_ERROR, message=f"{self.supervisor.name} is {self.supervisor.state}")
+        self.callers.append(ctx)
+        try:
+            yield client
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
+            self.supervisor.kick()
+            raise MCPError(code=INTERNAL_ERROR, message=f"{self.supervisor.name} is unreachable") from exc
+        finally:
+            self.callers.remove(ctx)
+
+    async def _live(self, ready: Callable[[], None]) -> None:
+        """One life of the connection, for the supervisor."""
+        async with contextlib.AsyncExitStack() as stack:
+            read, write = await stack.enter_async_context(self.backend.connect())
+            ended = anyio.Event()
+            read = await stack.enter_async_context(_watched(read, ended))
+            client = await stack.enter_async_context(
+                ClientSession(
+                    read,
+                    write,
+                    sampling_callback=self._sampling,
+                    elicitation_callback=self._elicitation,
+                    list_roots_callback=self._roots,
+                    logging_callback=self._log,
+                    message_handler=self.backend.upstream_notification,
+                )
+            )
+            with anyio.fail_after(CONNECT_TIMEOUT):
+                init = await client.initialize()
+            # The downstream sees the upstream's own identity and capabilities.
+            self.backend.init_options = InitializationOptions(
+                server_name=init.server_info.name,
+                server_version=init.server_info.version,
+                title=init.server_info.title,
+                capabilities=init.capabilities,
+                instructions=init.instructions,
+            )
+            self.client = client
+            self.supervisor._end_life = ended.set
+            ready()
+            try:
+                await ended.wait()
+            finally:
+                self.client = None
+                self.supervisor._end_life = None
+
+    # -- the upstream's requests and logs go to the calls in flight ---------------------------
+
+    async def _ask_downstream(self, request: Any, result_type: type[Any]) -> Any:
+        if not self.callers:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="no client request is in flight to ask")
+        ctx = self.callers[-1]  # stdio carries no link to the request it serves: the latest call asks
+        try:
+            return await ctx.session.send_request(
+                request, result_type, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
+            )
+        except MCPError as exc:
+            return exc.error
+
+    async def _sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
+        return await self._ask_downstream(types.CreateMessageRequest(params=params), types.CreateMessageResult)
+
+    async def _elicitation(self, context: Any, params: types.ElicitRequestParams) -> Any:
+        return await self._ask_downstream(types.ElicitRequest(params=params), types.ElicitResult)
+
+    async def _roots(self, context: Any) -> Any:
+        return await self._ask_downstream(types.ListRootsRequest(), types.ListRootsResult)
+
+    async def _log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if not self.callers:
+            message = params.model_dump(by_alias=True, mode="json", exclude_none=True)
+            await self.backend.upstream_notification_to_all("notifications/message", message)
+            return
+        for ctx in list(self.callers):  # a log during calls belongs to them
+            notification = types.LoggingMessageNotification(params=params)
+            await ctx.session.send_notification(notification, related_request_id=ctx.request_id)
+
+
+@contextlib.asynccontextmanager
+async def _watched(read: MemoryObjectReceiveStream[Any], ended: anyio.Event) -> AsyncIterator[Any]:
+    """Relay `read`, setting `ended` when the upstream closes it (the child exited, the link broke)."""
+    send, receive = anyio.create_memory_object_stream[Any](16)
+
+    async def relay() -> None:
+        try:
+            async with send:
+                async for item in read:
+                    await send.send(item)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+        finally:
+            ended.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay)
+        try:
+            yield receive
+        finally:
+            tg.cancel_scope.cancel()
+            receive.close()
