@@ -28,9 +28,20 @@ Run = Callable[[Callable[[], None]], Awaitable[None]]
 
 
 class Supervisor:
-    def __init__(self, name: str, run: Run) -> None:
+    def __init__(
+        self,
+        name: str,
+        run: Run,
+        *,
+        first_backoff: float = FIRST_BACKOFF,
+        breaker_fast_crashes: int = BREAKER_FAST_CRASHES,
+        breaker_cooldown: float = BREAKER_COOLDOWN,
+    ) -> None:
         self.name = name
         self._run = run
+        self._first_backoff = first_backoff
+        self._breaker_fast_crashes = breaker_fast_crashes
+        self._breaker_cooldown = breaker_cooldown
         self.state = "stopped"  # starting | running | restarting | crashed | stopped
         self.restarts = 0
         self.last_error: str | None = None
@@ -114,11 +125,11 @@ class Supervisor:
             self._settled.set()
             lived = time.monotonic() - began
             fast_crashes = fast_crashes + 1 if lived < FAST_CRASH_SECONDS else 1
-            if fast_crashes >= BREAKER_FAST_CRASHES:
-                self.state, delay = "crashed", BREAKER_COOLDOWN
-                fast_crashes = BREAKER_FAST_CRASHES - 1  # after the cool-down, one more try decides
+            if fast_crashes >= self._breaker_fast_crashes:
+                self.state, delay = "crashed", self._breaker_cooldown
+                fast_crashes = self._breaker_fast_crashes - 1  # after the cool-down, one more try decides
             else:
-                self.state, delay = "restarting", min(FIRST_BACKOFF * 2 ** (fast_crashes - 1), MAX_BACKOFF)
+                self.state, delay = "restarting", min(self._first_backoff * 2 ** (fast_crashes - 1), MAX_BACKOFF)
             self.restarts += 1
             logger.warning("%s: %s; %s in %.1f s", self.name, self.last_error, self.state, delay)
             self._next_attempt = time.monotonic() + delay

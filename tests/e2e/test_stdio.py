@@ -183,3 +183,19 @@ async def _true(value: bool) -> bool:
 async def _served(base_url: str, name: str) -> bool:
     async with httpx2.AsyncClient() as http:
         return name in (await http.get(f"{base_url}/health")).json()["servers"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_removing_the_definition_stops_the_child(base_url, servers_dir):
+    async with mcp_client(child_url(base_url), token("child", api_key=None)) as client:
+        pid = int((await client.call_tool("pid", {})).content[0].text)
+    (servers_dir / "child.yaml").unlink()
+
+    async def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    await eventually(gone, timeout=10, message="the child outlived its definition")
