@@ -9,6 +9,7 @@ from mcp_tornado.handlers.admin import ServerHandler, ServersHandler
 from mcp_tornado.handlers.base import NotFoundHandler
 from mcp_tornado.handlers.health import HealthHandler, StatusPageHandler
 from mcp_tornado.handlers.mcp import McpHandler
+from mcp_tornado.handlers.metrics import MetricsHandler, RequestCounter
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings
 
@@ -16,13 +17,16 @@ NAME = r"([A-Za-z0-9][A-Za-z0-9_-]{0,63})"
 
 
 def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Application:
-    mcp = {"registry": registry, "settings": settings}
+    counter = RequestCounter()
+    mcp = {"registry": registry, "settings": settings, "counter": counter}
+    admin = {"registry": registry, "settings": settings}
     return tornado.web.Application(
         [
             (r"/health", HealthHandler, {"registry": registry}),
             (r"/", StatusPageHandler, {"registry": registry}),
-            (r"/servers", ServersHandler, mcp),
-            (r"/servers/([^/]+)", ServerHandler, mcp),
+            (r"/metrics", MetricsHandler, {"registry": registry, "counter": counter}),
+            (r"/servers", ServersHandler, admin),
+            (r"/servers/([^/]+)", ServerHandler, admin),
             (rf"/{NAME}/mcp", McpHandler, mcp),
             (rf"/mcp/{NAME}", McpHandler, mcp),
         ],

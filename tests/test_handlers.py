@@ -184,6 +184,19 @@ async def test_health_reveals_no_secrets(http_client, base_url):
 
 
 @pytest.mark.gen_test
+async def test_metrics_count_requests_and_show_sessions(http_client, base_url):
+    await session_of(http_client, base_url)
+    await post(http_client, base_url, ECHO, path="/nobody/mcp", headers=headers(session="x"))
+    response = await http_client.fetch(f"{base_url}/metrics")
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = response.body.decode()
+    assert 'mcp_tornado_http_requests_total{server="everything",method="POST",status="200"} 1' in text
+    assert 'mcp_tornado_http_requests_total{server="(unknown)",method="POST",status="404"} 1' in text
+    assert 'mcp_tornado_sessions{server="everything",kind="inprocess"} 1' in text
+    assert "plain-key" not in text
+
+
+@pytest.mark.gen_test
 async def test_status_page_lists_servers(http_client, base_url):
     response = await http_client.fetch(f"{base_url}/")
     assert b"/everything/mcp" in response.body

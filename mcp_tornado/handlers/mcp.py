@@ -42,6 +42,7 @@ from mcp_tornado.errors import (
     UnsupportedMediaType,
 )
 from mcp_tornado.handlers.base import BaseHandler
+from mcp_tornado.handlers.metrics import RequestCounter
 from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings
@@ -79,9 +80,10 @@ class McpHandler(BaseHandler):
     _stream_done: asyncio.Future[None] | None = None
     _detach: Any = None
 
-    def initialize(self, registry: ServerRegistry, settings: Settings) -> None:
+    def initialize(self, registry: ServerRegistry, settings: Settings, counter: RequestCounter) -> None:
         self.registry = registry
         self.settings_ = settings
+        self.counter = counter
 
     # -- shared checks --------------------------------------------------------------------
 
@@ -324,6 +326,8 @@ class McpHandler(BaseHandler):
 
     def on_finish(self) -> None:
         self._stop_keepalive()
+        name = self.path_args[0] if self.path_args else ""
+        self.counter.count(name if name in self.registry else "(unknown)", self.request.method or "", self.get_status())
 
 
 def _parse(body: bytes) -> tuple[list[Any], bool]:

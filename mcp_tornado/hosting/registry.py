@@ -54,6 +54,9 @@ class ServerRegistry:
     def __len__(self) -> int:
         return len(self._servers)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._servers
+
     def problem_of(self, hosted: HostedServer) -> str | None:
         return self.problems.get(hosted.spec.source)
 
