@@ -21,11 +21,13 @@ class RequestCounter:
         self.counts[(server, method, status)] += 1
 
 
+def _escape(value: object) -> str:
+    """A label value as the text format wants it: backslash, quote and newline escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _labels(**labels: object) -> str:
-    inner = ",".join(
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in labels.items()
-    )
-    return "{" + inner + "}"
+    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
 
 
 def exposition(registry: ServerRegistry, counter: RequestCounter) -> str:
