@@ -32,7 +32,9 @@ test: $(STAMP) $(EVERYTHING) lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_tools_call.py
+	@if command -v wrk >/dev/null; then $(BIN)/python bench/bench_wrk.py; \
+	else echo "wrk not found (apt-get install wrk): measuring with the Python client"; $(BIN)/python bench/bench_tools_call.py; fi
+	$(BIN)/python bench/bench_reload.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
