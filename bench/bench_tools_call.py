@@ -73,7 +73,7 @@ async def add(a: float, b: float) -> str:
 
 
 port, mode = int(sys.argv[1]), sys.argv[2]
-uvicorn.run(mcp.streamable_http_app(json_response=mode == "json"), host="127.0.0.1", port=port)
+uvicorn.run(mcp.streamable_http_app(json_response=mode == "json"), host="127.0.0.1", port=port, access_log=False)
 """
 
 
