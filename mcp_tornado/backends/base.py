@@ -15,6 +15,8 @@ from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from opentelemetry import trace
 
+Publish = Callable[[str, Mapping[str, Any] | None, set[str] | None], Awaitable[None]]
+
 FastPath = Callable[[Any, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
 """`(ctx, params) -> wire result` for one method, served without the SDK runner's per-call
 surface validation, middleware and result re-validation: for static, already-valid data."""
@@ -30,6 +32,9 @@ class Backend:
         self.fast_paths: Mapping[str, FastPath] = {}
         # Python modules its handlers come from: editing one reloads this server.
         self.modules: frozenset[str] = frozenset()
+        # Set by the hosting server: `publish(method, params, session_ids)` notifies its sessions
+        # (all of them when `session_ids` is None) on their GET streams.
+        self.publish: Publish | None = None
         self.lifespan_state: Any = {}
         self.state = "stopped"
         self.last_error: str | None = None

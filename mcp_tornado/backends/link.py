@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 
 # How long the upstream may take to answer initialize (a cold `npx` start is slow).
 CONNECT_TIMEOUT = 30.0
-
-Publish = Callable[[str, Mapping[str, Any] | None, "set[str] | None"], Awaitable[None]]
 
 
 class UpstreamLink:

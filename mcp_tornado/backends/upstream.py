@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from mcp_tornado.backends.base import Backend
-from mcp_tornado.backends.link import CONNECT_TIMEOUT, Publish, UpstreamLink
+from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
 from mcp_tornado.errors import Unavailable
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.transport.sessions import RequestInfo
@@ -46,8 +46,6 @@ class UpstreamBackend(Backend):
         self._shared = None if self.per_session else UpstreamLink(self, spec.name)
         self._links: dict[str, UpstreamLink] = {}  # per session id, with per_session
         self._subscribers: dict[str, set[str]] = {}
-        # Set by the hosting server: sends a notification to its sessions (all, or the ids given).
-        self.publish: Publish | None = None
         super().__init__(self._build_server())
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[tuple[Any, Any]]:

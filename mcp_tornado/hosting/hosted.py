@@ -8,7 +8,6 @@ from typing import Any
 
 from mcp_tornado.auth import ApiKeys, Principal, require_server
 from mcp_tornado.backends.base import Backend
-from mcp_tornado.backends.upstream import UpstreamBackend
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport.sessions import Session, SessionRegistry
@@ -24,8 +23,7 @@ class HostedServer:
         self.api_keys = ApiKeys(spec.api_keys)
         self.sessions = SessionRegistry(settings.max_sessions_per_server)
         self._event_buffer_size = settings.event_buffer_size
-        if isinstance(backend, UpstreamBackend):
-            backend.publish = self.publish
+        backend.publish = self.publish
 
     def authorize(self, principal: Principal) -> None:
         """Raises `Forbidden` unless the token opens this server."""
@@ -70,9 +68,8 @@ class HostedServer:
         ]
         if not changed:
             return
-        for session in self.sessions:
-            for kind in changed:
-                await session.connection.notify(f"notifications/{kind}/list_changed", None)
+        for kind in changed:
+            await self.publish(f"notifications/{kind}/list_changed", None, None)
 
     async def end_session(self, session: Session) -> None:
         self.sessions.remove(session)
