@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tornado.log
+from mcp.server.transport_security import TransportSecurityMiddleware
 import tornado.web
 
 from mcp_tornado.handlers.admin import ServerHandler, ServersHandler
@@ -11,7 +12,7 @@ from mcp_tornado.handlers.health import HealthHandler, StatusPageHandler
 from mcp_tornado.handlers.mcp import McpHandler
 from mcp_tornado.handlers.metrics import MetricsHandler, RequestCounter
 from mcp_tornado.hosting.registry import ServerRegistry
-from mcp_tornado.settings import Settings
+from mcp_tornado.settings import Settings, transport_security
 
 NAME = r"([A-Za-z0-9][A-Za-z0-9_-]{0,63})"
 
@@ -31,9 +32,15 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
             (rf"/mcp/{NAME}", McpHandler, mcp),
         ],
         default_handler_class=NotFoundHandler,
+        transport_security=_guard(settings),
         log_function=log_request,
         compress_response=False,  # SSE frames must leave as they are written
     )
+
+
+def _guard(settings: Settings) -> TransportSecurityMiddleware | None:
+    security = transport_security(settings)
+    return TransportSecurityMiddleware(security) if security is not None else None
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:

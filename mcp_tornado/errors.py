@@ -10,6 +10,7 @@
     ├── NotFound                 (404)                     unknown server, unknown or ended session
     ├── MethodNotAllowed         (405)
     ├── NotAcceptable            (406)                     wrong Accept
+    ├── MisdirectedRequest       (421)                     a Host header we do not serve
     ├── Conflict                 (409)                     a second GET stream on one session
     ├── PayloadTooLarge          (413)
     ├── UnsupportedMediaType     (415)                     wrong Content-Type
@@ -77,6 +78,11 @@ class MethodNotAllowed(GatewayError):
 
     def __init__(self, message: str, *, allow: str) -> None:
         super().__init__(message, headers={"Allow": allow})
+
+
+class MisdirectedRequest(GatewayError):
+    status = 421  # a Host we do not serve: DNS rebinding, as the SDK answers it
+    code = INVALID_REQUEST
 
 
 class NotAcceptable(GatewayError):

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mcp.server.transport_security import TransportSecuritySettings
+
 
 class SettingsError(ValueError):
     """A setting that cannot be used; the message names the variable."""
@@ -35,6 +37,10 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     # Threads per hosted server for sync tool handlers: a blocking server only starves itself.
     handler_threads: int = 8
+    # DNS-rebinding protection: Host and Origin values accepted ("name:*" allows any port).
+    # Empty means: the loopback names when listening on loopback, no check otherwise.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     dev: bool = False
 
     @classmethod
@@ -75,6 +81,10 @@ def _integer(raw: str) -> int:
     return int(raw, 10)
 
 
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("JWT_SECRET", "jwt_secret", str),
     ("HOST", "host", str),
@@ -87,4 +97,21 @@ _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("MCP_EVENT_BUFFER", "event_buffer_size", _integer),
     ("MCP_MAX_BODY_BYTES", "max_body_bytes", _integer),
     ("MCP_HANDLER_THREADS", "handler_threads", _integer),
+    ("MCP_ALLOWED_HOSTS", "allowed_hosts", _names),
+    ("MCP_ALLOWED_ORIGINS", "allowed_origins", _names),
 )
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings | None:
+    """The SDK's DNS-rebinding settings for our listen address (None: no Host/Origin check)."""
+    hosts, origins = list(settings.allowed_hosts), list(settings.allowed_origins)
+    if not hosts and not origins:
+        if settings.host not in LOOPBACK_HOSTS:
+            return None
+        # What the SDK itself enforces for a server on loopback.
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
+        origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)

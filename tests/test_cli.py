@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from mcp_tornado.cli import main
-from mcp_tornado.settings import Settings, SettingsError
+from mcp_tornado.settings import Settings, SettingsError, transport_security
 from tests.conftest import SECRET
 
 REPO = Path(__file__).parent.parent
@@ -73,6 +73,16 @@ def test_connect_prints_client_configuration(capsys, monkeypatch):
 def test_bad_settings_name_the_variable(environ, variable):
     with pytest.raises(SettingsError, match=variable):
         Settings.from_environ(environ)
+
+
+def test_host_and_origin_checks_follow_the_listen_address():
+    loopback = transport_security(Settings.from_environ({"JWT_SECRET": SECRET}))
+    assert loopback is not None and "localhost:*" in loopback.allowed_hosts
+    assert transport_security(Settings.from_environ({"JWT_SECRET": SECRET, "HOST": "0.0.0.0"})) is None
+    configured = transport_security(
+        Settings.from_environ({"JWT_SECRET": SECRET, "HOST": "0.0.0.0", "MCP_ALLOWED_ORIGINS": "https://app.example"})
+    )
+    assert configured is not None and configured.allowed_origins == ["https://app.example"]
 
 
 def test_durations_accept_fractions():

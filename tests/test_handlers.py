@@ -207,3 +207,15 @@ async def test_unknown_paths_are_404_json(http_client, base_url):
     response = await http_client.fetch(f"{base_url}/nope/deeper", raise_error=False)
     assert response.code == 404
     assert json.loads(response.body)["error"]["code"] == 404
+
+
+@pytest.mark.gen_test
+async def test_dns_rebinding_is_refused_on_loopback(http_client, base_url):
+    evil_host = {**headers(token()), "Host": "evil.example.com"}
+    assert (await post(http_client, base_url, init_body(), headers=evil_host)).code == 421
+    evil_origin = {**headers(token()), "Origin": "http://evil.example.com"}
+    response = await post(http_client, base_url, init_body(), headers=evil_origin)
+    assert response.code == 403
+    assert json.loads(response.body)["error"]["message"] == "Origin not allowed"
+    local_origin = {**headers(token()), "Origin": "http://localhost:6274"}  # e.g. the MCP Inspector
+    assert (await post(http_client, base_url, init_body(), headers=local_origin)).code == 200

@@ -27,6 +27,7 @@ class AdminHandler(BaseHandler):
         self.settings_ = settings
 
     def prepare(self) -> None:
+        self.check_host_and_origin()
         token = auth.bearer_token(self.request.headers.get("Authorization"))
         if token is None:
             raise Unauthorized("the management API needs an admin Bearer token", error="invalid_request")

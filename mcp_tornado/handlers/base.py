@@ -14,7 +14,7 @@ from typing import Any
 
 import tornado.web
 
-from mcp_tornado.errors import GatewayError
+from mcp_tornado.errors import Forbidden, GatewayError, MisdirectedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,21 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
+
+    def check_host_and_origin(self) -> None:
+        """DNS-rebinding protection with the SDK's rules: a Host we serve, an Origin we allow.
+
+        The guard (an SDK `TransportSecurityMiddleware`) is in the application settings; absent,
+        nothing is checked (a public listen address without MCP_ALLOWED_HOSTS/ORIGINS).
+        """
+        guard = self.application.settings.get("transport_security")
+        if guard is None:
+            return
+        headers = self.request.headers
+        if guard.settings.allowed_hosts and not guard._validate_host(headers.get("Host")):
+            raise MisdirectedRequest("Host header not allowed")
+        if guard.settings.allowed_origins and not guard._validate_origin(headers.get("Origin")):
+            raise Forbidden("Origin not allowed")
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, GatewayError):

@@ -85,6 +85,9 @@ class McpHandler(BaseHandler):
         self.settings_ = settings
         self.counter = counter
 
+    def prepare(self) -> None:
+        self.check_host_and_origin()
+
     # -- shared checks --------------------------------------------------------------------
 
     async def _hosted(self, name: str, *, ready: bool = True) -> HostedServer:
