@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import tornado.log
-from mcp.server.transport_security import TransportSecurityMiddleware
 import tornado.web
+from mcp.server.transport_security import TransportSecurityMiddleware
 
 from mcp_tornado.handlers.admin import ServerHandler, ServersHandler
 from mcp_tornado.handlers.base import NotFoundHandler
