@@ -72,7 +72,7 @@ def verify(token: str, secret: str) -> Principal:
         raise Unauthorized("token expired") from None
     except jwt.ImmatureSignatureError:
         raise Unauthorized("token not yet valid") from None
-    except jwt.InvalidTokenError as exc:
+    except jwt.PyJWTError as exc:  # InvalidTokenError, and key errors of a malformed token
         raise Unauthorized(f"invalid token: {exc}") from None
     server_name = claims.get("serverName")
     api_key = claims.get("apiKey")

@@ -76,6 +76,10 @@ def _serve(args: argparse.Namespace) -> int:
         environ, host=args.host, port=args.port, servers_dir=args.servers_dir, dev=args.dev or None
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.jwt_secret and len(settings.jwt_secret.encode()) < auth.MIN_SECRET_BYTES:
+        logging.getLogger("mcp_tornado").warning(
+            "JWT_SECRET is shorter than %d bytes; HS256 wants at least that much (RFC 7518 3.2)", auth.MIN_SECRET_BYTES
+        )
     gateway = Gateway(settings)
 
     def ready(port: int) -> None:

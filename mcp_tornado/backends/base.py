@@ -58,6 +58,10 @@ class Backend:
         """A session starts (may raise `Unavailable`); backends with per-session state set it up."""
         return None
 
+    async def session_ready(self, session_id: str) -> None:
+        """Like `ready()`, for what this session alone depends on (its own child)."""
+        return None
+
     async def session_closed(self, session_id: str) -> None:
         return None
 

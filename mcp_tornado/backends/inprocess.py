@@ -15,6 +15,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from mcp_tornado.transport.sessions import RequestInfo
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
+_CURSOR = re.compile(r"[0-9]{1,9}")  # our cursors are offsets; anything else is a client's invention
 RESOURCE_NOT_FOUND = -32002  # the code the spec names for resources/read of an unknown URI
 _CONTENT = TypeAdapter(types.ContentBlock)
 _PROMPT_MESSAGES = TypeAdapter(list[types.PromptMessage])
@@ -137,7 +139,7 @@ class InProcessBackend(Backend):
 
     async def stop(self) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False)  # queued calls still finish: their clients get answers
             self._executor = None
         await super().stop()
 
@@ -325,7 +327,7 @@ def _start_of(cursor: str | None, total: int) -> int:
     """The offset a cursor stands for; an unknown cursor is INVALID_PARAMS, as the spec says."""
     if cursor is None:
         return 0
-    if not cursor.isdigit() or int(cursor) % PAGE_SIZE or int(cursor) >= max(total, 1):
+    if not _CURSOR.fullmatch(cursor) or int(cursor) % PAGE_SIZE or int(cursor) >= max(total, 1):
         raise MCPError(code=INVALID_PARAMS, message="Invalid cursor")
     return int(cursor)
 

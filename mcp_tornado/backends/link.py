@@ -93,10 +93,22 @@ class UpstreamLink:
 
     # -- the upstream's requests and logs go to the calls in flight ---------------------------
 
+    def _one_session_calling(self) -> list[ServerRequestContext[Any, Any]]:
+        """The calls in flight, if they all come from one session; else none.
+
+        The upstream's requests and logs carry no link to the call they belong to, so on a link
+        shared by several sessions they can only go where there is no doubt (`per_session: true`
+        removes the doubt).
+        """
+        sessions = {getattr(ctx.request, "session_id", None) for ctx in self.callers}
+        return list(self.callers) if len(sessions) == 1 else []
+
     async def _ask_downstream(self, request: Any, result_type: type[Any]) -> Any:
-        if not self.callers:
-            return types.ErrorData(code=types.INVALID_REQUEST, message="no client request is in flight to ask")
-        ctx = self.callers[-1]  # stdio carries no link to the request it serves: the latest call asks
+        callers = self._one_session_calling()
+        if not callers:
+            why = "calls from several sessions are in flight" if self.callers else "no client request is in flight"
+            return types.ErrorData(code=types.INVALID_REQUEST, message=f"cannot tell which client to ask: {why}")
+        ctx = callers[-1]
         try:
             return await ctx.session.send_request(
                 request, result_type, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
@@ -111,16 +123,17 @@ class UpstreamLink:
         return await self._ask_downstream(types.ElicitRequest(params=params), types.ElicitResult)
 
     async def _roots(self, context: Any) -> Any:
+        if not self.callers:
+            return types.ListRootsResult(roots=[])  # asked outside any call (e.g. at start): no client roots
         return await self._ask_downstream(types.ListRootsRequest(), types.ListRootsResult)
 
     async def _log(self, params: types.LoggingMessageNotificationParams) -> None:
-        if not self.callers:
-            message = params.model_dump(by_alias=True, mode="json", exclude_none=True)
-            await self.backend.upstream_notification_to_all("notifications/message", message)
-            return
-        for ctx in list(self.callers):  # a log during calls belongs to them
+        """A log during calls belongs to them, if they are one session's; otherwise it stays here."""
+        for ctx in self._one_session_calling():
             notification = types.LoggingMessageNotification(params=params)
             await ctx.session.send_notification(notification, related_request_id=ctx.request_id)
+        if not self.callers:
+            logger.debug("%s: upstream log outside any call: %s", self.supervisor.name, params.data)
 
 
 @contextlib.asynccontextmanager

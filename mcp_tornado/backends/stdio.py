@@ -43,8 +43,17 @@ class StdioBackend(UpstreamBackend):
     def __init__(self, spec: ServerSpec, *, directory: Path, environ: Mapping[str, str]) -> None:
         document = spec.document
         raw = document["command"]
-        argv = shlex.split(raw) if isinstance(raw, str) else list(raw)
+        try:
+            argv = shlex.split(raw) if isinstance(raw, str) else list(raw)
+        except ValueError as exc:
+            raise DefinitionError(
+                spec.source, spec.lines.get(("command",)), f"command: {exc}", field="command"
+            ) from None
         argv += list(document.get("args", []))
+        if not argv or not argv[0].strip():
+            raise DefinitionError(
+                spec.source, spec.lines.get(("command",)), "command: names no program", field="command"
+            )
         argv = [expand(arg, environ, spec, "command") for arg in argv]
         env = {key: expand(str(value), environ, spec, f"env.{key}") for key, value in document.get("env", {}).items()}
         cwd = directory / document["cwd"] if "cwd" in document else directory

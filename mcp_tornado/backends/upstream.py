@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
@@ -81,6 +81,11 @@ class UpstreamBackend(Backend):
             await self.session_closed(session_id)
             raise
 
+    async def session_ready(self, session_id: str) -> None:
+        link = self._links.get(session_id)
+        if link is not None:
+            await _wait_for(link, self.spec.name)
+
     async def session_closed(self, session_id: str) -> None:
         link = self._links.pop(session_id, None)
         if link is not None:
@@ -137,7 +142,7 @@ class UpstreamBackend(Backend):
                 on_list_prompts=self._forward(lambda c, p: c.list_prompts(params=p)),
                 on_get_prompt=self._forward(lambda c, p: c.get_prompt(p.name, p.arguments)),
                 on_completion=self._forward(lambda c, p: c.complete(p.ref, p.argument.model_dump(), p.context)),
-                on_set_logging_level=self._forward(_set_level),
+                on_set_logging_level=self._set_level,
             )
 
     def _forward(self, call: Callable[[ClientSession, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -184,7 +189,7 @@ class UpstreamBackend(Backend):
             return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
     async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> Any:
-        result = await self._upstream(ctx, lambda client: client.subscribe_resource(str(params.uri)))
+        result = await self._upstream(ctx, lambda client: _quietly(client.subscribe_resource, str(params.uri)))
         if isinstance(ctx.request, RequestInfo) and ctx.request.session_id:
             self._subscribers.setdefault(str(params.uri), set()).add(ctx.request.session_id)
         return result
@@ -196,7 +201,7 @@ class UpstreamBackend(Backend):
         if subscribers and self._shared is not None:
             return types.EmptyResult()  # other sessions on the shared upstream still want it
         self._subscribers.pop(str(params.uri), None)
-        return await self._upstream(ctx, lambda client: client.unsubscribe_resource(str(params.uri)))
+        return await self._upstream(ctx, lambda client: _quietly(client.unsubscribe_resource, str(params.uri)))
 
     # -- what the upstream tells everyone -------------------------------------------------------
 
@@ -215,9 +220,10 @@ class UpstreamBackend(Backend):
         elif method.endswith("/list_changed"):
             await self.publish(method, params, None)
 
-    async def upstream_notification_to_all(self, method: str, params: Mapping[str, Any] | None) -> None:
-        if self.publish is not None:
-            await self.publish(method, params, None)
+    async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> Any:
+        if self._shared is not None:
+            return types.EmptyResult()  # one session may not change the level every session sees
+        return await self._upstream(ctx, lambda client: _set_level(client, params))
 
 
 async def _wait_for(link: UpstreamLink, name: str) -> None:
@@ -239,6 +245,12 @@ def _session_lost(exc: MCPError) -> bool:
 
 
 async def _set_level(client: ClientSession, params: types.SetLevelRequestParams) -> Any:
+    return await _quietly(client.set_logging_level, params.level)
+
+
+async def _quietly(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Call a client method the SDK marks deprecated from 2026-07-28 on; the handshake revisions
+    we proxy still have it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MCPDeprecationWarning)
-        return await client.set_logging_level(params.level)
+        return await method(*args)

@@ -48,7 +48,7 @@ class ServersHandler(AdminHandler):
 
 class ServerHandler(AdminHandler):
     def _name(self, name: str) -> str:
-        if not specs.NAME_PATTERN.match(name):
+        if not specs.NAME_PATTERN.fullmatch(name):
             raise BadRequest("name: must match [A-Za-z0-9][A-Za-z0-9_-]{0,63}", field="name")
         return name
 
@@ -85,7 +85,7 @@ class ServerHandler(AdminHandler):
     async def _register(self, name: str, *, status: int) -> None:
         try:
             document = json.loads(self.request.body or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequest("body: not valid JSON", field="body") from None
         if not isinstance(document, dict):
             raise BadRequest("body: must be a JSON object (the server definition)", field="body")

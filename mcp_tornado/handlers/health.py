@@ -49,6 +49,7 @@ _PAGE = tornado.template.Template(
 <td>{{ info["kind"] }}</td><td>{{ info["state"] }}</td><td>{{ info["sessions"] }}</td></tr>{% end %}
 </table>
 {% if problems %}<h2>Definitions with problems</h2>
+<p>Details (they may quote the file) are in the log and in <code>GET /servers</code>, for admins.</p>
 <ul>{% for p in problems %}<li><code>{{ p }}</code></li>{% end %}</ul>{% end %}
 </body></html>"""
 )
@@ -60,4 +61,4 @@ class StatusPageHandler(BaseHandler):
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(_PAGE.generate(s=status(self.registry), problems=sorted(self.registry.problems.values())))
+        self.finish(_PAGE.generate(s=status(self.registry), problems=sorted(self.registry.problems)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from typing import Any
 
 import anyio
@@ -51,12 +52,15 @@ from mcp_tornado.transport.exchange import Reply, dumps
 from mcp_tornado.transport.sessions import Session
 from mcp_tornado.transport.sse import KEEPALIVE_FRAME
 
+# Our SSE event ids: a session-wide counter (bounded so int() of a header can never be costly).
+EVENT_ID = re.compile(r"[0-9]{1,18}")
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
 LAST_EVENT_ID_HEADER = "Last-Event-ID"
 # What a request without MCP-Protocol-Version speaks, as the 2025-06-18 transport spec says.
 DEFAULT_PROTOCOL_VERSION = "2025-03-26"
-# The only revision whose transport takes JSON-RPC batches (added 2025-03-26, gone 2025-06-18).
+# Revisions whose base protocol takes JSON-RPC batches: 2024-11-05 (plain JSON-RPC 2.0) and
+# 2025-03-26 (which named them); 2025-06-18 removed them.
 BATCH_VERSIONS = frozenset({"2024-11-05", "2025-03-26"})
 
 
@@ -90,12 +94,10 @@ class McpHandler(BaseHandler):
 
     # -- shared checks --------------------------------------------------------------------
 
-    async def _hosted(self, name: str, *, ready: bool = True) -> HostedServer:
+    def _hosted(self, name: str) -> HostedServer:
         hosted = self.registry.get(name)
         if hosted is None:
             raise NotFound(f"unknown server {name!r}")
-        if ready:
-            await hosted.backend.ready()  # 503 with Retry-After while a child or upstream is down
         return hosted
 
     def _protocol_version(self) -> str | None:
@@ -118,7 +120,7 @@ class McpHandler(BaseHandler):
             return None
         return auth.verify(token, self.settings_.jwt_secret or "")
 
-    def _session(self, hosted: HostedServer) -> Session:
+    async def _session(self, hosted: HostedServer) -> Session:
         session_id = self.request.headers.get(SESSION_HEADER)
         if not session_id:
             raise MissingSession(f"missing {SESSION_HEADER} header")
@@ -133,7 +135,7 @@ class McpHandler(BaseHandler):
         if session is None:
             raise NotFound("unknown or ended session")
         if session.expired:
-            asyncio.ensure_future(hosted.end_session(session))
+            await hosted.end_session(session)
             if token is not None:
                 raise Unauthorized("token expired")
             raise NotFound("session ended: its token expired")
@@ -143,7 +145,7 @@ class McpHandler(BaseHandler):
     # -- POST -----------------------------------------------------------------------------
 
     async def post(self, name: str) -> None:
-        hosted = await self._hosted(name)
+        hosted = self._hosted(name)
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
@@ -170,9 +172,12 @@ class McpHandler(BaseHandler):
             raise BadRequest(
                 "initialize must be sent alone, without a session" if batch else "session already initialized"
             )
-        session = self._session(hosted)
-        if batch and (version or DEFAULT_PROTOCOL_VERSION) not in BATCH_VERSIONS:
-            raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
+        session = await self._session(hosted)
+        if batch and session.connection.protocol_version not in BATCH_VERSIONS:
+            raise BadRequest(
+                f"JSON-RPC batches are not allowed at protocol version {session.connection.protocol_version}"
+            )
+        await hosted.ready(session)  # 503 with Retry-After while its child or upstream is down
 
         requests: list[JSONRPCRequest] = []
         for message in messages:
@@ -196,6 +201,7 @@ class McpHandler(BaseHandler):
         principal = self._principal(required=True)
         assert principal is not None
         hosted.authorize(principal)
+        await hosted.ready()
         session = await hosted.open_session(principal)
         self.set_header(SESSION_HEADER, session.id)
         self._reply = Reply(session, self, batch=False)
@@ -210,6 +216,7 @@ class McpHandler(BaseHandler):
         principal = self._principal(required=True)
         assert principal is not None
         hosted.authorize(principal)
+        await hosted.ready()
         try:
             decoded = json.loads(self.request.body)
         except (ValueError, RecursionError):
@@ -227,9 +234,10 @@ class McpHandler(BaseHandler):
             request = JSONRPCRequest.model_validate(decoded)
         except ValidationError:
             raise BadRequest("Body must be a single JSON-RPC request or notification object") from None
+        refusal = None
         with anyio.CancelScope() as self._scope:  # closing the response is how a client cancels
             refusal = await stateless.serve(hosted, principal, request, decoded, self.request.headers.get_all(), self)
-        if refusal is not None:
+        if refusal is not None and not self._gone:
             self.respond_json(dumps(refusal), stateless.status_of(refusal["error"]))
         self._finish_json()
 
@@ -242,16 +250,18 @@ class McpHandler(BaseHandler):
     # -- GET ------------------------------------------------------------------------------
 
     async def get(self, name: str) -> None:
-        hosted = await self._hosted(name)
+        hosted = self._hosted(name)
         if not _accepts(self.request.headers.get("Accept", ""), "text/event-stream"):
             raise NotAcceptable("Accept must list text/event-stream")
         self._protocol_version()
-        session = self._session(hosted)
+        session = await self._session(hosted)
+        await hosted.ready(session)
         stream, replay_after = session.standalone, None
         last_event_id = self.request.headers.get(LAST_EVENT_ID_HEADER)
-        if last_event_id is not None and last_event_id.isdigit():
-            replay_after = int(last_event_id)
-            stream = session.stream_for_resume(replay_after) or session.standalone
+        if last_event_id is not None and EVENT_ID.fullmatch(last_event_id):
+            resumed = session.stream_for_resume(int(last_event_id))
+            if resumed is not None:  # an id we no longer (or never) had: a fresh stream, no replay
+                stream, replay_after = resumed, int(last_event_id)
         if stream.attached:
             from mcp_tornado.errors import Conflict
 
@@ -265,9 +275,9 @@ class McpHandler(BaseHandler):
     # -- DELETE ---------------------------------------------------------------------------
 
     async def delete(self, name: str) -> None:
-        hosted = await self._hosted(name, ready=False)  # a session can always be ended
+        hosted = self._hosted(name)  # a session can always be ended, even while its backend is down
         self._protocol_version()
-        session = self._session(hosted)
+        session = await self._session(hosted)
         await hosted.end_session(session)
         self.set_status(200)
         self.finish()

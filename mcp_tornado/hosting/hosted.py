@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from mcp_tornado.auth import ApiKeys, Principal, require_server
 from mcp_tornado.backends.base import Backend
+from mcp_tornado.errors import Forbidden, Unavailable
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport.sessions import Session, SessionRegistry
@@ -23,7 +26,15 @@ class HostedServer:
         self.api_keys = ApiKeys(spec.api_keys)
         self.sessions = SessionRegistry(settings.max_sessions_per_server)
         self._event_buffer_size = settings.event_buffer_size
+        self._ending: set[asyncio.Task[None]] = set()  # sessions being ended by their expiry timers
         backend.publish = self.publish
+
+    async def ready(self, session: Session | None = None) -> None:
+        """Raises `Unavailable` (503 with Retry-After) while the backend (or this session's own
+        child) cannot serve; waits for a first start."""
+        await self.backend.ready()
+        if session is not None:
+            await self.backend.session_ready(session.id)
 
     def authorize(self, principal: Principal) -> None:
         """Raises `Forbidden` unless the token opens this server."""
@@ -41,17 +52,32 @@ class HostedServer:
         )
         await self.backend.session_opened(session.id)
         session.runner.init_options = self.backend.init_options
+        if principal.expires_at is not None:
+            # A session never outlives its token, even while its client only listens.
+            delay = max(0.0, principal.expires_at - time.time())
+            session.expiry = asyncio.get_running_loop().call_later(delay, self._expire, session)
         for evicted in self.sessions.add(session):
             logger.info("%s: session cap reached, evicting the longest-idle session", self.name)
             await self.end_session(evicted)
         return session
 
-    def adopt_sessions(self, previous: HostedServer) -> None:
-        """Take over `previous`'s live sessions (a reloaded definition of the same route)."""
-        self.sessions, previous.sessions = previous.sessions, SessionRegistry(self.sessions.max_sessions)
-        for session in self.sessions:
-            session.set_server(self.backend.server, self.backend.fast_paths)
-            session.runner.init_options = self.backend.init_options
+    async def adopt_sessions(self, previous: HostedServer) -> None:
+        """Take over `previous`'s live sessions (a reloaded definition of the same route).
+
+        A session whose token the new definition refuses (a revoked API key), or that the new
+        backend cannot take (its own child could not start), is ended: the client sees 404 and
+        opens a new session.
+        """
+        adopted, previous.sessions = previous.sessions, SessionRegistry(self.sessions.max_sessions)
+        for session in adopted:
+            try:
+                self.authorize(session.principal)
+                await self.backend.session_opened(session.id)
+            except (Forbidden, Unavailable):
+                await session.close()
+                continue
+            session.set_backend(self.backend)
+            self.sessions.add(session)
 
     async def publish(self, method: str, params: Mapping[str, Any] | None, session_ids: set[str] | None) -> None:
         """A notification from the backend to its sessions' GET streams (all, or those named)."""
@@ -70,6 +96,11 @@ class HostedServer:
             return
         for kind in changed:
             await self.publish(f"notifications/{kind}/list_changed", None, None)
+
+    def _expire(self, session: Session) -> None:
+        task = asyncio.ensure_future(self.end_session(session))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
 
     async def end_session(self, session: Session) -> None:
         self.sessions.remove(session)

@@ -96,8 +96,12 @@ class ServerRegistry:
             if owner is not None and Path(owner.spec.source).resolve() != key:
                 raise DefinitionError(source, 1, f"name: {spec.name!r} is already served from {owner.spec.source}")
             backend = self.build_backend(spec)
-        except (DefinitionError, UnicodeDecodeError) as exc:
-            self._fail(source, exc if isinstance(exc, DefinitionError) else DefinitionError(source, None, str(exc)))
+        except DefinitionError as exc:
+            self._fail(source, exc)
+            return None
+        except Exception as exc:  # whatever a definition does, it must not stop the gateway
+            logger.debug("loading %s failed", source, exc_info=True)
+            self._fail(source, DefinitionError(source, None, f"{type(exc).__name__}: {exc}"))
             return None
         self.problems.pop(source, None)
         if previous is not None and previous[0] != spec.name:
@@ -127,7 +131,7 @@ class ServerRegistry:
         previous = self._servers.get(spec.name)
         await hosted.start()
         if previous is not None:
-            hosted.adopt_sessions(previous)  # live sessions move over: their next request sees the change
+            await hosted.adopt_sessions(previous)  # live sessions move over: their next request sees the change
         self._servers[spec.name] = hosted
         if previous is not None:
             await previous.backend.stop()

@@ -20,7 +20,7 @@ import yaml
 
 from mcp_tornado.errors import DefinitionError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # use with fullmatch
 _SHA256_ENTRY = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 
 SCHEMA: dict[str, Any] = json.loads(
@@ -133,7 +133,7 @@ def from_document(
         field = ".".join(str(p) for p in where) or "(top level)"
         raise fail(where, f"{field}: {best.message}")
     name = document.get("name", default_name)
-    if not NAME_PATTERN.match(str(name)):
+    if not NAME_PATTERN.fullmatch(str(name)):
         raise fail(("name",), f"name: {name!r} is not a valid server name ([A-Za-z0-9][A-Za-z0-9_-]{{0,63}})")
     for i, entry in enumerate(document.get("api_keys", [])):
         if entry.startswith("sha256:") and not _SHA256_ENTRY.match(entry):
@@ -218,6 +218,9 @@ def from_document(
 def _check_json_schema(schema: Any, fail: Any, where: Path_) -> None:
     try:
         jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
+    except (TypeError, LookupError) as exc:  # e.g. an unhashable or unknown "$schema"
+        field = ".".join(str(p) for p in where)
+        raise fail(where, f"{field}: not a valid JSON Schema: {exc}") from None
     except jsonschema.SchemaError as exc:
         field = ".".join(str(p) for p in (*where, *exc.absolute_path))
         raise fail((*where, *exc.absolute_path), f"{field}: not a valid JSON Schema: {exc.message}") from None

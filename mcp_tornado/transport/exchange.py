@@ -72,6 +72,9 @@ class Reply:
                 self.stream = EventStream("post", EventBuffer(STATELESS_REPLAY))
             self._sink.begin_stream()
             self.stream.attach(self._sink)
+            for answered in self._responses:  # batch members that finished while this was still JSON
+                self.stream.send(dumps(answered))
+            self._responses.clear()
         self.stream.send(dumps(message))
 
     def respond(self, message: Mapping[str, Any]) -> None:

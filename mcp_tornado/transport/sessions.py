@@ -26,13 +26,14 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.runner import ServerRunner, aclose_shielded
 from mcp.server.session import ServerSession
 from mcp.shared.dispatcher import CallOptions, coerce_request_id
-from mcp.shared.exceptions import NoBackChannelError
+from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
 from mcp_types.methods import serialize_server_result
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
+from pydantic import ValidationError
 
 from mcp_tornado.auth import Principal
 from mcp_tornado.transport.exchange import TRANSPORT, Exchange, Reply, await_answer, dumps
@@ -41,7 +42,7 @@ from mcp_tornado.transport.sse import EventBuffer, EventStream
 if TYPE_CHECKING:
     from mcp.server.lowlevel.server import Server
 
-    from mcp_tornado.backends.base import FastPath
+    from mcp_tornado.backends.base import Backend, FastPath
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,9 @@ class Session:
         self._stream_ids = itertools.count(1)
         self._pending: dict[RequestId, asyncio.Future[Any]] = {}
         self._request_ids = itertools.count(1)
-        self.created = self.last_active = time.monotonic()
+        self.last_active = time.monotonic()
         self.closed = False
+        self.expiry: asyncio.TimerHandle | None = None  # ends the session at its token's exp
 
     @property
     def expired(self) -> bool:
@@ -103,10 +105,12 @@ class Session:
     def touch(self) -> None:
         self.last_active = time.monotonic()
 
-    def set_server(self, server: Server[Any], fast_paths: Mapping[str, FastPath] | None = None) -> None:
+    def set_backend(self, backend: Backend) -> None:
         """A reloaded definition: later requests reach the new handlers on the same session."""
-        self.runner.server = server
-        self._fast_paths = _usable_fast_paths(server, fast_paths)
+        self.runner.server = backend.server
+        self.runner.lifespan_state = backend.lifespan_state
+        self.runner.init_options = backend.init_options
+        self._fast_paths = _usable_fast_paths(backend.server, backend.fast_paths)
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -117,6 +121,7 @@ class Session:
         else:
             ok = all(await asyncio.gather(*(self._serve_one(r, reply) for r in requests)))
         reply.finish()
+        self.last_active = time.monotonic()  # idleness counts from the last answer, not the last question
         return ok
 
     async def _serve_one(self, request: JSONRPCRequest, reply: Reply) -> bool:
@@ -165,7 +170,11 @@ class Session:
         result = await fast(ctx, request.params)
         if version != LATEST_HANDSHAKE_VERSION:
             # Older revisions see only the fields their schema has, exactly as the SDK sieves them.
-            result = serialize_server_result(request.method, version, result)
+            try:
+                result = serialize_server_result(request.method, version, result)
+            except ValidationError:  # our result, not the client's params: the SDK's answer for it
+                logger.exception("%s returned an invalid %s result", self.server_name, request.method)
+                raise MCPError(code=INTERNAL_ERROR, message="Handler returned an invalid result") from None
         return result
 
     async def notify(self, notification: JSONRPCNotification) -> None:
@@ -234,6 +243,8 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        if self.expiry is not None:
+            self.expiry.cancel()
         for exchange in list(self.in_flight.values()):
             if exchange.scope is not None:
                 exchange.scope.cancel()
@@ -339,12 +350,16 @@ class SessionRegistry:
             del self._sessions[session.id]
 
     def stale(self, idle_timeout: float) -> list[Session]:
-        """Sessions idle longer than `idle_timeout` seconds, or past their token's expiry."""
+        """Sessions past their token's expiry, or idle longer than `idle_timeout` seconds.
+
+        Idle means no request for that long and none in flight, and no GET stream attached:
+        a client that is listening, or waiting for an answer, is not idle.
+        """
         cutoff = time.monotonic() - idle_timeout
         stale = []
         for session in self._sessions.values():
-            if session.last_active >= cutoff:
-                break  # ordered by activity: the rest are fresher
-            stale.append(session)
-        stale.extend(s for s in self._sessions.values() if s.expired and s not in stale)
+            if session.expired:
+                stale.append(session)
+            elif session.last_active < cutoff and not session.in_flight and not session.standalone.attached:
+                stale.append(session)
         return stale
