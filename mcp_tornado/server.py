@@ -45,9 +45,9 @@ class Gateway:
         self._reaper.start()
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
-        # Tornado refuses bodies past this itself; a little headroom lets us answer 413 in JSON-RPC.
+        # MCP routes set their own body limit (413); this one guards every other route.
         self._http = tornado.httpserver.HTTPServer(
-            self.app, max_body_size=self.settings.max_body_bytes + 1024, idle_connection_timeout=3600
+            self.app, max_body_size=self.settings.max_body_bytes, idle_connection_timeout=3600
         )
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]

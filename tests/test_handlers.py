@@ -164,10 +164,31 @@ async def test_unknown_method_is_method_not_found(http_client, base_url):
 
 
 @pytest.mark.gen_test
-async def test_body_over_the_limit_is_413(http_client, base_url):
+@pytest.mark.parametrize("size", [70_000, 300_000])
+async def test_body_over_the_limit_is_413(http_client, base_url, size):
     session = await session_of(http_client, base_url)
-    big = {**ECHO, "params": {"name": "echo", "arguments": {"message": "x" * 70_000}}}
+    big = {**ECHO, "params": {"name": "echo", "arguments": {"message": "x" * size}}}
     response = await post(http_client, base_url, big, headers=headers(session=session))
+    assert response.code == 413
+    assert json.loads(response.body)["error"]["message"] == "body over 65536 bytes"
+
+
+@pytest.mark.gen_test
+async def test_a_chunked_body_over_the_limit_is_413(http_client, base_url):
+    session = await session_of(http_client, base_url)
+    big = json.dumps({**ECHO, "params": {"name": "echo", "arguments": {"message": "x" * 70_000}}}).encode()
+
+    async def producer(write):
+        for start in range(0, len(big), 8192):
+            await write(big[start : start + 8192])
+
+    response = await http_client.fetch(
+        f"{base_url}/everything/mcp",
+        method="POST",
+        body_producer=producer,
+        headers=headers(session=session),
+        raise_error=False,
+    )
     assert response.code == 413
 
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import anyio
 import pydantic_core
+import tornado.http1connection
 import tornado.ioloop
+import tornado.web
 from mcp_types import (
     ErrorData,
     JSONRPCError,
@@ -55,6 +57,8 @@ from mcp_tornado.transport.sse import KEEPALIVE_FRAME
 # Our SSE event ids: a session-wide counter (bounded so int() of a header can never be costly).
 EVENT_ID = re.compile(r"[0-9]{1,18}")
 SESSION_HEADER = "Mcp-Session-Id"
+# A chunked body this many times over the limit is not read to its end: Tornado drops the connection.
+BODY_CUTOFF_FACTOR = 4
 VERSION_HEADER = "MCP-Protocol-Version"
 LAST_EVENT_ID_HEADER = "Last-Event-ID"
 # What a request without MCP-Protocol-Version speaks, as the 2025-06-18 transport spec says.
@@ -72,6 +76,7 @@ def _accepts(header: str, *wanted: str) -> bool:
     return all(w in types_ or f"{w.split('/')[0]}/*" in types_ for w in wanted)
 
 
+@tornado.web.stream_request_body  # so a body over the limit is refused with 413, however it is sent
 class McpHandler(BaseHandler):
     jsonrpc_errors = True
     # Per-request state, set only when a request needs it (class defaults keep set-up cheap).
@@ -91,6 +96,26 @@ class McpHandler(BaseHandler):
 
     def prepare(self) -> None:
         self.check_host_and_origin()
+        self._chunks: list[bytes] = []
+        self._received = 0
+        limit = self.settings_.max_body_bytes
+        length = self.request.headers.get("Content-Length", "")
+        if length.isascii() and length.isdigit() and int(length) > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
+        # A chunked body is counted in data_received; past this Tornado itself cuts the connection.
+        connection = self.request.connection
+        if isinstance(connection, tornado.http1connection.HTTP1Connection):
+            connection.set_max_body_size(limit * BODY_CUTOFF_FACTOR)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._received <= self.settings_.max_body_bytes:
+            self._chunks.append(chunk)
+
+    def _body(self) -> bytes:
+        if self._received > self.settings_.max_body_bytes:
+            raise PayloadTooLarge(f"body over {self.settings_.max_body_bytes} bytes")
+        return b"".join(self._chunks)
 
     # -- shared checks --------------------------------------------------------------------
 
@@ -151,13 +176,12 @@ class McpHandler(BaseHandler):
             raise UnsupportedMediaType("Content-Type must be application/json")
         if not _accepts(self.request.headers.get("Accept", ""), "application/json", "text/event-stream"):
             raise NotAcceptable("Accept must list application/json and text/event-stream")
-        if len(self.request.body) > self.settings_.max_body_bytes:
-            raise PayloadTooLarge(f"body over {self.settings_.max_body_bytes} bytes")
+        body = self._body()
         version = self._protocol_version()
         if version in MODERN_PROTOCOL_VERSIONS:
-            await self._serve_stateless(hosted)
+            await self._serve_stateless(hosted, body)
             return
-        messages, batch = _parse(self.request.body)
+        messages, batch = _parse(body)
         session_id = self.request.headers.get(SESSION_HEADER)
 
         if (
@@ -211,14 +235,14 @@ class McpHandler(BaseHandler):
             self.clear_header(SESSION_HEADER)
         self._finish_json()
 
-    async def _serve_stateless(self, hosted: HostedServer) -> None:
+    async def _serve_stateless(self, hosted: HostedServer, body: bytes) -> None:
         """A 2026-07-28 request: authenticated on its own, answered on its own."""
         principal = self._principal(required=True)
         assert principal is not None
         hosted.authorize(principal)
         await hosted.ready()
         try:
-            decoded = json.loads(self.request.body)
+            decoded = json.loads(body)
         except (ValueError, RecursionError):
             raise ParseError("Parse error: body is not valid JSON") from None
         if isinstance(decoded, dict) and "id" not in decoded:
