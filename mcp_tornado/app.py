@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import tornado.log
 import tornado.web
 from mcp.server.transport_security import TransportSecurityMiddleware
@@ -51,7 +53,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     elif status >= 400:
         log = tornado.log.access_log.warning
     elif isinstance(handler, McpHandler):
-        if not tornado.log.access_log.isEnabledFor(10):  # DEBUG
+        if not tornado.log.access_log.isEnabledFor(logging.DEBUG):
             return
         log = tornado.log.access_log.debug
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from mcp_tornado import __version__, auth
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting import spec as specs
-from mcp_tornado.hosting.registry import DEFINITION_SUFFIXES, ServerRegistry
+from mcp_tornado.hosting.registry import ServerRegistry, is_definition
 from mcp_tornado.server import Gateway, serve_forever
 from mcp_tornado.settings import Settings, SettingsError
 
@@ -127,7 +127,7 @@ def _token(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     paths: list[Path] = []
     for path in args.paths or [Path(os.environ.get("MCP_SERVERS_DIR", "servers.d"))]:
-        paths += sorted(p for p in path.iterdir() if p.suffix in DEFINITION_SUFFIXES) if path.is_dir() else [path]
+        paths += sorted(p for p in path.iterdir() if is_definition(p)) if path.is_dir() else [path]
     problems = 0
     for path in paths:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,22 +14,19 @@ class ImportFromStringError(ValueError):
 
 
 def import_from_string(reference: str, *, search_path: Path | None = None) -> Any:
-    """Import `module:attr` (attr may be dotted). `search_path` is put on `sys.path` first.
+    """Import `module:attr` (attr may be dotted).
 
-    Raises `ImportFromStringError` naming the module or attribute that could not be found,
-    or the exception the module raised while importing.
+    With `search_path` (the servers folder), a module that lives there is loaded from there,
+    whatever else is on `sys.path` or was imported before under that name; the folder is added
+    at the *end* of `sys.path` so its modules can import each other without ever shadowing a
+    module the gateway itself uses. Raises `ImportFromStringError` naming what failed.
     """
     module_name, sep, attrs = reference.partition(":")
     if not sep or not module_name or not attrs:
         raise ImportFromStringError(f"{reference!r} is not of the form 'module:attribute'")
-    if search_path is not None:
-        entry = str(search_path.resolve())
-        if sys.path[:1] != [entry]:
-            if entry in sys.path:
-                sys.path.remove(entry)
-            sys.path.insert(0, entry)
-        _forget_if_elsewhere(module_name, Path(entry))
     try:
+        if search_path is not None:
+            _load_local(module_name.partition(".")[0], search_path.resolve())
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
@@ -45,18 +43,27 @@ def import_from_string(reference: str, *, search_path: Path | None = None) -> An
     return value
 
 
-def _forget_if_elsewhere(module_name: str, directory: Path) -> None:
-    """Drop a cached module that was loaded from another folder than the one now asked for.
-
-    Two servers folders (or a folder moved) may hold modules of the same name; the one in
-    `directory` must win, not whichever was imported first.
-    """
-    top = module_name.partition(".")[0]
-    cached = sys.modules.get(top)
-    origin = getattr(cached, "__file__", None)
-    if cached is None or origin is None:
+def _load_local(top: str, directory: Path) -> None:
+    """Put `directory`'s module `top` (a file or a package) into `sys.modules`, if it has one."""
+    if str(directory) not in sys.path:
+        sys.path.append(str(directory))
+    file = directory / f"{top}.py"
+    package = directory / top / "__init__.py"
+    origin = file if file.is_file() else package if package.is_file() else None
+    if origin is None:
         return
-    local = (directory / f"{top}.py").exists() or (directory / top / "__init__.py").exists()
-    if local and not Path(origin).resolve().is_relative_to(directory):
-        for name in [n for n in sys.modules if n == top or n.startswith(f"{top}.")]:
-            del sys.modules[name]
+    cached = sys.modules.get(top)
+    if cached is not None and getattr(cached, "__file__", None) == str(origin):
+        return
+    for name in [n for n in sys.modules if n == top or n.startswith(f"{top}.")]:
+        del sys.modules[name]  # an older module of that name, from elsewhere
+    locations = [str(package.parent)] if origin == package else None
+    spec = importlib.util.spec_from_file_location(top, origin, submodule_search_locations=locations)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[top]
+        raise

@@ -10,7 +10,7 @@ message is on its way.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import mcp_types as types
 from mcp.server.connection import allowed_log_levels
@@ -19,7 +19,7 @@ from mcp.shared.message import ServerMessageMetadata
 
 from mcp_tornado.transport.sessions import RequestInfo
 
-LOG_LEVELS: Final[tuple[str, ...]] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LOG_LEVELS: Final[tuple[str, ...]] = get_args(types.LoggingLevel)  # least to most severe, as the spec orders them
 
 
 class ToolContext:

@@ -10,6 +10,7 @@ before one more try. `retry_after()` tells a client when to come back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,7 @@ class Supervisor:
         self.last_error: str | None = None
         self._ready = asyncio.Event()
         self._settled = asyncio.Event()  # the current attempt either became ready or failed
+        self._wake = asyncio.Event()  # cuts a backoff short (`kick`)
         self._task: asyncio.Task[None] | None = None
         self._next_attempt = 0.0
         self._renewing = False
@@ -77,6 +79,7 @@ class Supervisor:
     def kick(self) -> None:
         """The connection is known to be broken: retry at once instead of waiting out a backoff."""
         self._next_attempt = 0.0
+        self._wake.set()
 
     def renew(self) -> None:
         """End the current life on purpose (e.g. the upstream forgot our session) and start a new
@@ -133,8 +136,9 @@ class Supervisor:
             self.restarts += 1
             logger.warning("%s: %s; %s in %.1f s", self.name, self.last_error, self.state, delay)
             self._next_attempt = time.monotonic() + delay
-            while time.monotonic() < self._next_attempt:  # `kick()` may bring the attempt forward
-                await asyncio.sleep(min(0.05, max(0.0, self._next_attempt - time.monotonic())))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
 
 
 def _describe(exc: BaseException) -> str:

@@ -236,9 +236,10 @@ def _line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:
 
 
 def _load_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    loader = yaml.SafeLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        document = yaml.safe_load(text)
+        root = loader.get_single_node()  # parsed once: the node tree gives the lines, then the data
+        document = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if mark is not None and exc.context_mark is not None and mark.index >= len(text.rstrip()):
@@ -247,6 +248,8 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
         raise DefinitionError(source, line, f"invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise DefinitionError(source, None, f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     lines: dict[Path_, int] = {}
     if root is not None:
         _collect_lines(root, (), lines)

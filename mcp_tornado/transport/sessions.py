@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
-from mcp.server.runner import ServerRunner, aclose_shielded
+from mcp.server.runner import ServerRunner, aclose_shielded, modern_error_data
 from mcp.server.session import ServerSession
 from mcp.shared.dispatcher import CallOptions, coerce_request_id
 from mcp.shared.exceptions import MCPError, NoBackChannelError
-from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
@@ -139,7 +139,7 @@ class Session:
                         result = await self.runner.on_request(exchange, request.method, request.params)
                     message = {"jsonrpc": "2.0", "id": request.id, "result": result}
                 except Exception as exc:
-                    message = {"jsonrpc": "2.0", "id": request.id, "error": _error_of(exc, request.method)}
+                    message = {"jsonrpc": "2.0", "id": request.id, "error": _error_of(exc)}
         finally:
             exchange.closed = True
             if self.in_flight.get(key) is exchange:
@@ -261,13 +261,9 @@ def _usable_fast_paths(server: Server[Any], fast_paths: Mapping[str, FastPath] |
     return {} if server.middleware or not fast_paths else fast_paths
 
 
-def _error_of(exc: Exception, method: str) -> dict[str, Any]:
-    error = handler_exception_to_error_data(exc)
-    if error is None:
-        # Handler internals never reach the wire; the log has the traceback.
-        logger.exception("handler for %r raised", method)
-        error = ErrorData(code=INTERNAL_ERROR, message="Internal error")
-    return error.model_dump(by_alias=True, mode="json", exclude_none=True)
+def _error_of(exc: Exception) -> dict[str, Any]:
+    """The wire error for a handler's exception; internals never reach the wire (the log has them)."""
+    return modern_error_data(exc).model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 class _StandaloneOutbound:
