@@ -34,6 +34,7 @@ from mcp_tornado import auth
 from mcp_tornado.errors import (
     BadProtocolVersion,
     BadRequest,
+    Conflict,
     Forbidden,
     MethodNotAllowed,
     MissingSession,
@@ -286,9 +287,7 @@ class McpHandler(BaseHandler):
             resumed = session.stream_for_resume(int(last_event_id))
             if resumed is not None:  # an id we no longer (or never) had: a fresh stream, no replay
                 stream, replay_after = resumed, int(last_event_id)
-        if stream.attached:
-            from mcp_tornado.errors import Conflict
-
+        if stream.attached and replay_after is None:  # a resume (Last-Event-ID) takes the stream over
             raise Conflict("this session already has an open stream")
         self._stream_done = asyncio.get_running_loop().create_future()
         self.begin_stream()

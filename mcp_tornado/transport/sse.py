@@ -73,8 +73,14 @@ class EventStream:
         return self._sink is not None
 
     def attach(self, sink: Sink, *, replay_after: int | None = None) -> None:
-        """Send `sink` what it missed after `replay_after`, then everything new."""
-        self._sink = sink
+        """Send `sink` what it missed after `replay_after`, then everything new.
+
+        A resuming client replaces whatever response is still attached (typically its own
+        half-open one): that response ends.
+        """
+        previous, self._sink = self._sink, sink
+        if previous is not None and previous is not sink:
+            previous.end_stream()
         if replay_after is not None:
             for chunk in self._buffer.after(replay_after, self.key):
                 if not self._write(chunk):

@@ -228,3 +228,19 @@ async def test_the_longest_idle_session_is_evicted_at_the_cap(url):
         assert (
             await http.post(url, json=call("echo", {"message": "x"}), headers=headers(session=second))
         ).status_code == 404
+
+
+@pytest.mark.gen_test
+async def test_a_resume_takes_over_a_half_open_stream(url):
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url, token())
+        get_headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+        async with http.stream("GET", url, headers=get_headers) as old:
+            await http.post(url, json=call("announce"), headers=headers(session=session))
+            first = await read_events(old, 1)
+            # The client believes the old stream is dead and resumes while the server still holds it.
+            resumed = {**get_headers, "Last-Event-ID": first[0]["id"]}
+            async with http.stream("GET", url, headers=resumed) as new:
+                assert new.status_code == 200
+                await http.post(url, json=call("announce", request_id=9), headers=headers(session=session))
+                assert (await read_events(new, 1))[0]["data"]["method"] == "notifications/tools/list_changed"
