@@ -59,6 +59,12 @@ def upstream(servers_dir: Path) -> Iterator[Upstream]:
     up.stop()
 
 
+async def serving(upstream: Upstream, gateway) -> None:
+    """The upstream listens and the gateway serves it at /remote/mcp."""
+    await upstream.wait_listening()
+    await gateway.registry.load_file(gateway.settings.servers_dir / "remote.yaml")
+
+
 async def call_pid(base_url: str) -> int:
     async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
         return int((await client.call_tool("upstream_pid", {})).content[0].text)
@@ -66,8 +72,7 @@ async def call_pid(base_url: str) -> int:
 
 @pytest.mark.gen_test(timeout=40)
 async def test_a_remote_upstream_is_proxied(upstream, base_url, gateway):
-    await upstream.wait_listening()
-    await gateway.registry.load_file(gateway.settings.servers_dir / "remote.yaml")
+    await serving(upstream, gateway)
     async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
         assert {t.name for t in (await client.list_tools()).tools} == {"upstream_pid", "shout"}
         assert (await client.call_tool("shout", {"text": "hi"})).content[0].text == "HI"
@@ -75,8 +80,7 @@ async def test_a_remote_upstream_is_proxied(upstream, base_url, gateway):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_an_upstream_that_goes_away_and_comes_back(upstream, base_url, gateway):
-    await upstream.wait_listening()
-    await gateway.registry.load_file(gateway.settings.servers_dir / "remote.yaml")
+    await serving(upstream, gateway)
     async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
         first = int((await client.call_tool("upstream_pid", {})).content[0].text)
         upstream.stop()
@@ -99,8 +103,7 @@ async def test_an_upstream_that_goes_away_and_comes_back(upstream, base_url, gat
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_lost_upstream_session_is_renewed_without_the_client_noticing(upstream, base_url, gateway):
-    await upstream.wait_listening()
-    await gateway.registry.load_file(gateway.settings.servers_dir / "remote.yaml")
+    await serving(upstream, gateway)
     async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
         first = int((await client.call_tool("upstream_pid", {})).content[0].text)
         upstream.stop()
