@@ -23,6 +23,9 @@ surface validation, middleware and result re-validation: for static, already-val
 
 
 class Backend:
+    # False for backends that can be down (children, remote upstreams): they implement `ready()`.
+    always_ready = True
+
     kind: str = "abstract"
 
     def __init__(self, server: Server[Any], *, list_changed: bool = False) -> None:

@@ -37,6 +37,7 @@ DEFAULT_MAX_PROCESSES = 16
 
 class UpstreamBackend(Backend):
     kind = "upstream"
+    always_ready = False
 
     def __init__(self, spec: ServerSpec, *, lazy: bool = False) -> None:
         self.spec = spec

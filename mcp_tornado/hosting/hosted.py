@@ -32,6 +32,8 @@ class HostedServer:
     async def ready(self, session: Session | None = None) -> None:
         """Raises `Unavailable` (503 with Retry-After) while the backend (or this session's own
         child) cannot serve; waits for a first start."""
+        if self.backend.always_ready:
+            return
         await self.backend.ready()
         if session is not None:
             await self.backend.session_ready(session.id)
