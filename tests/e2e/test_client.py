@@ -215,10 +215,10 @@ async def test_tools_list_is_paginated(base_url, gateway, servers_dir):
     assert names == [f"t{i:03}" for i in range(250)]
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=20)
 async def test_a_blocking_handler_does_not_stall_other_calls(url, base_url):
     async with mcp_client(url) as client, mcp_client(f"{base_url}/other/mcp", token("other", api_key=None)) as other:
-        blocking = asyncio.ensure_future(client.call_tool("blocking", {"seconds": 2}))
+        blocking = asyncio.ensure_future(client.call_tool("blocking", {"seconds": 5}))
         await asyncio.sleep(0)
         for i in range(5):
             assert (await other.call_tool("ping_other", {"message": f"m{i}"})).content[0].text == f"m{i}"
