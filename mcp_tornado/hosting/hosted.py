@@ -44,16 +44,9 @@ class HostedServer:
 
     async def open_session(self, principal: Principal) -> Session:
         """A new session; raises `Unavailable` when the backend cannot take one now."""
-        session = Session(
-            self.name,
-            self.backend.server,
-            self.backend.lifespan_state,
-            principal,
-            event_buffer_size=self._event_buffer_size,
-            fast_paths=self.backend.fast_paths,
-        )
+        session = Session(self.name, self.backend, principal, event_buffer_size=self._event_buffer_size)
         await self.backend.session_opened(session.id)
-        session.runner.init_options = self.backend.init_options
+        session.set_backend(self.backend)  # its init_options may only be known now (an upstream's)
         if principal.expires_at is not None:
             # A session never outlives its token, even while its client only listens.
             delay = max(0.0, principal.expires_at - time.time())

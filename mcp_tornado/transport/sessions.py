@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 # 32 random bytes: 256 bits, url-safe base64 (visible ASCII), well past the 128 bits asked for.
 SESSION_ID_BYTES = 32
+# POST streams kept after they end, so a client that lost one can still resume and read its end.
+FINISHED_STREAMS_KEPT = 32
 
 
 class RequestInfo:
@@ -67,24 +69,16 @@ class RequestInfo:
 class Session:
     """One client's MCP session on one hosted server."""
 
-    def __init__(
-        self,
-        server_name: str,
-        server: Server[Any],
-        lifespan_state: Any,
-        principal: Principal,
-        *,
-        event_buffer_size: int,
-        fast_paths: Mapping[str, FastPath] | None = None,
-    ) -> None:
+    def __init__(self, server_name: str, backend: Backend, principal: Principal, *, event_buffer_size: int) -> None:
         self.id = secrets.token_urlsafe(SESSION_ID_BYTES)
         self.server_name = server_name
         self.principal = principal
         self.events = EventBuffer(event_buffer_size)
         self.standalone = EventStream("get", self.events)
         self.connection = Connection.for_loop(_StandaloneOutbound(self), session_id=self.id)
-        self.runner: ServerRunner[Any] = ServerRunner(server, self.connection, lifespan_state)
-        self._fast_paths = _usable_fast_paths(server, fast_paths)
+        self.runner: ServerRunner[Any] = ServerRunner(backend.server, self.connection, backend.lifespan_state)
+        self._fast_paths: Mapping[str, FastPath] = {}
+        self.set_backend(backend)
         # Handed to every request unchanged: who is calling does not change within a session.
         self._metadata = ServerMessageMetadata(request_context=RequestInfo(self.id, principal, server_name))
         self.in_flight: dict[RequestId, Exchange] = {}
@@ -106,7 +100,8 @@ class Session:
         self.last_active = time.monotonic()
 
     def set_backend(self, backend: Backend) -> None:
-        """A reloaded definition: later requests reach the new handlers on the same session."""
+        """What serves this session; called again when its definition is reloaded, so later
+        requests reach the new handlers on the same session."""
         self.runner.server = backend.server
         self.runner.lifespan_state = backend.lifespan_state
         self.runner.init_options = backend.init_options
@@ -225,10 +220,10 @@ class Session:
 
     def close_stream(self, stream: EventStream) -> None:
         stream.end()
-        # Kept while its events are still in the buffer, so a client can resume and read the end.
-        if len(self._streams) > 64:
-            for key in [k for k, s in self._streams.items() if s.finished][:32]:
-                del self._streams[key]
+        # The most recent finished streams stay resumable (a client that lost one reads its end).
+        finished = [key for key, s in self._streams.items() if s.finished]
+        for key in finished[: max(0, len(finished) - FINISHED_STREAMS_KEPT)]:
+            del self._streams[key]
 
     def stream_for_resume(self, last_event_id: int) -> EventStream | None:
         key = self.events.stream_of(last_event_id)
