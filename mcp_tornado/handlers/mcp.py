@@ -293,6 +293,8 @@ class McpHandler(BaseHandler):
         self.begin_stream()
         self._detach = lambda: stream.detach(self)
         stream.attach(self, replay_after=replay_after)
+        if replay_after is None and session.primes_streams:
+            stream.prime()
         await self._stream_done
 
     # -- DELETE ---------------------------------------------------------------------------

@@ -72,6 +72,8 @@ class Reply:
                 self.stream = EventStream("post", EventBuffer(STATELESS_REPLAY))
             self._sink.begin_stream()
             self.stream.attach(self._sink)
+            if self.session is not None and self.session.primes_streams:
+                self.stream.prime()
             for answered in self._responses:  # batch members that finished while this was still JSON
                 self.stream.send(dumps(answered))
             self._responses.clear()

@@ -32,7 +32,7 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
 from mcp_types.methods import serialize_server_result
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
+from mcp_types.version import LATEST_HANDSHAKE_VERSION, is_version_at_least
 from pydantic import ValidationError
 
 from mcp_tornado.auth import Principal
@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 # 32 random bytes: 256 bits, url-safe base64 (visible ASCII), well past the 128 bits asked for.
 SESSION_ID_BYTES = 32
+# The first revision whose clients expect a priming event on each SSE stream.
+PRIMING_VERSION = "2025-11-25"
 # POST streams kept after they end, so a client that lost one can still resume and read its end.
 FINISHED_STREAMS_KEPT = 32
 
@@ -95,6 +97,11 @@ class Session:
         """Past its token's `exp`: a session never outlives the token that opened it."""
         exp = self.principal.expires_at
         return exp is not None and time.time() >= exp
+
+    @property
+    def primes_streams(self) -> bool:
+        """Whether the client's revision expects a priming event (older clients cannot parse one)."""
+        return is_version_at_least(self.connection.protocol_version, PRIMING_VERSION)
 
     def touch(self) -> None:
         self.last_active = time.monotonic()

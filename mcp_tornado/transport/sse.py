@@ -92,6 +92,11 @@ class EventStream:
         if self._sink is sink:
             self._sink = None
 
+    def prime(self) -> None:
+        """An event with an id and no data: a client that loses the stream before anything else
+        arrives still has an id to resume from (2025-11-25, "SHOULD")."""
+        self.send(b"")
+
     def send(self, data: bytes) -> None:
         _, chunk = self._buffer.add(self.key, data)
         self._write(chunk)

@@ -244,3 +244,16 @@ async def test_a_resume_takes_over_a_half_open_stream(url):
                 assert new.status_code == 200
                 await http.post(url, json=call("announce", request_id=9), headers=headers(session=session))
                 assert (await read_events(new, 1))[0]["data"]["method"] == "notifications/tools/list_changed"
+
+
+@pytest.mark.gen_test
+async def test_sse_streams_are_primed_for_clients_that_expect_it(url):
+    body = call("slow", {"steps": 1})
+    body["params"]["_meta"] = {"progressToken": "p"}
+    async with httpx2.AsyncClient() as http:
+        for version, primed in (("2025-11-25", True), ("2025-06-18", False)):
+            session = await open_session(http, url, token(), version=version)
+            response = await http.post(url, json=body, headers=headers(session=session, version=version))
+            first = sse_events(response.text, priming=True)[0]
+            assert (first["data"] is None) is primed, version
+            assert first["id"]

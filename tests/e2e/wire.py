@@ -42,17 +42,19 @@ async def open_session(http: httpx2.AsyncClient, url: str, bearer: str, version:
     return session
 
 
-def sse_events(text: str) -> list[dict[str, Any]]:
-    """Parse a complete SSE body into [{"id": ..., "data": <json>}], skipping comments."""
+def sse_events(text: str, *, priming: bool = False) -> list[dict[str, Any]]:
+    """Parse a complete SSE body into [{"id": ..., "data": <json>}], skipping comments and, unless
+    `priming`, the id-only priming events (as clients do)."""
     events = []
     for block in text.split("\n\n"):
         event: dict[str, Any] = {}
         for line in block.splitlines():
             if line.startswith("id: "):
                 event["id"] = line[4:]
-            elif line.startswith("data: "):
-                event["data"] = json.loads(line[6:])
-        if "data" in event:
+            elif line.startswith("data:"):
+                raw = line[5:].strip()
+                event["data"] = json.loads(raw) if raw else None
+        if "data" in event and (event["data"] is not None or priming):
             events.append(event)
     return events
 
