@@ -32,6 +32,8 @@ class Settings:
     sse_keepalive_interval: float = 15.0
     # Live sessions per hosted server; past it the longest-idle session is evicted.
     max_sessions_per_server: int = 10_000
+    # Live sessions of one user (token userId, else apiKey) per server: one caller cannot crowd out the rest.
+    max_sessions_per_user: int = 1_000
     # Events kept per session for replay after Last-Event-ID.
     event_buffer_size: int = 1_000
     max_body_bytes: int = 4 * 1024 * 1024
@@ -94,6 +96,7 @@ _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("MCP_SESSION_CLEANUP_INTERVAL", "session_cleanup_interval", _duration),
     ("MCP_SSE_KEEPALIVE", "sse_keepalive_interval", _duration),
     ("MCP_MAX_SESSIONS", "max_sessions_per_server", _integer),
+    ("MCP_MAX_SESSIONS_PER_USER", "max_sessions_per_user", _integer),
     ("MCP_EVENT_BUFFER", "event_buffer_size", _integer),
     ("MCP_MAX_BODY_BYTES", "max_body_bytes", _integer),
     ("MCP_HANDLER_THREADS", "handler_threads", _integer),

@@ -24,7 +24,7 @@ class HostedServer:
         self.spec = spec
         self.backend = backend
         self.api_keys = ApiKeys(spec.api_keys)
-        self.sessions = SessionRegistry(settings.max_sessions_per_server)
+        self.sessions = SessionRegistry(settings.max_sessions_per_server, settings.max_sessions_per_user)
         self._event_buffer_size = settings.event_buffer_size
         self._ending: set[asyncio.Task[None]] = set()  # sessions being ended by their expiry timers
         backend.publish = self.publish
@@ -63,7 +63,7 @@ class HostedServer:
         backend cannot take (its own child could not start), is ended: the client sees 404 and
         opens a new session.
         """
-        adopted, previous.sessions = previous.sessions, SessionRegistry(self.sessions.max_sessions)
+        adopted, previous.sessions = previous.sessions, SessionRegistry(1)  # the old server keeps none
         for session in adopted:
             try:
                 self.authorize(session.principal)

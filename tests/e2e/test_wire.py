@@ -257,3 +257,15 @@ async def test_sse_streams_are_primed_for_clients_that_expect_it(url):
             first = sse_events(response.text, priming=True)[0]
             assert (first["data"] is None) is primed, version
             assert first["id"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("settings_overrides", [{"max_sessions_per_user": 2}])
+async def test_one_user_only_evicts_their_own_sessions(url):
+    async with httpx2.AsyncClient() as http:
+        grace = await open_session(http, url, token(user="grace"))
+        ada = [await open_session(http, url, token(user="ada")) for _ in range(3)]  # the third evicts ada's first
+        ping = call("echo", {"message": "x"})
+        assert (await http.post(url, json=ping, headers=headers(session=grace))).status_code == 200
+        assert (await http.post(url, json=ping, headers=headers(session=ada[0]))).status_code == 404
+        assert (await http.post(url, json=ping, headers=headers(session=ada[2]))).status_code == 200
