@@ -53,6 +53,11 @@ class Backend:
     async def stop(self) -> None:
         self.state = "stopped"
 
+    async def catalog(self) -> dict[str, Any] | None:
+        """What the server lists, by kind ("tools", "resources", "prompts"), comparable across a
+        reload so sessions hear exactly which lists changed; None when it cannot be known."""
+        return None
+
     async def ready(self) -> None:
         """Return once requests can be served; raise `Unavailable` (503) while they cannot."""
         return None

@@ -137,6 +137,9 @@ class InProcessBackend(Backend):
                 **handlers,
             )
 
+    async def catalog(self) -> dict[str, Any]:
+        return {kind: self.spec.document.get(kind) for kind in ("tools", "resources", "prompts")}
+
     async def stop(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False)  # queued calls still finish: their clients get answers

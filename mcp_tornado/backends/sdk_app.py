@@ -37,8 +37,20 @@ class SdkAppBackend(Backend):
             problem = f"app: {spec.app} is a {type(app).__name__}, not an MCPServer or a lowlevel Server"
             raise DefinitionError(spec.source, _line(spec), problem, field="app")
         super().__init__(server)
+        self._app = app
         self.modules = frozenset({spec.app.partition(":")[0]})
         self._lifespan: contextlib.AsyncExitStack | None = None
+
+    async def catalog(self) -> dict[str, Any] | None:
+        if not isinstance(self._app, MCPServer):
+            return None  # a lowlevel Server lists through its handlers, which may need a request
+        app = self._app
+        listed: dict[str, list[Any]] = {
+            "tools": await app.list_tools(),
+            "resources": await app.list_resources(),
+            "prompts": await app.list_prompts(),
+        }
+        return {kind: [item.model_dump(mode="json") for item in items] for kind, items in listed.items()}
 
     async def start(self) -> None:
         stack = contextlib.AsyncExitStack()

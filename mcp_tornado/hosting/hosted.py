@@ -80,17 +80,16 @@ class HostedServer:
             if session_ids is None or session.id in session_ids:
                 await session.connection.notify(method, params)
 
-    async def announce_changes(self, before: ServerSpec) -> None:
-        """Tell live sessions which lists changed (on their GET streams), as the spec says."""
-        changed = [
-            kind
-            for kind in ("tools", "resources", "prompts")
-            if before.document.get(kind) != self.spec.document.get(kind)
-        ]
-        if not changed:
-            return
-        for kind in changed:
-            await self.publish(f"notifications/{kind}/list_changed", None, None)
+    async def announce_changes(self, old: dict[str, Any] | None) -> None:
+        """Tell live sessions which lists changed (on their GET streams), as the spec says.
+
+        When a backend cannot say what it lists, every list counts as changed: a needless
+        re-list is cheap, a missed change is not.
+        """
+        new = await self.backend.catalog()
+        for kind in ("tools", "resources", "prompts"):
+            if old is None or new is None or old.get(kind) != new.get(kind):
+                await self.publish(f"notifications/{kind}/list_changed", None, None)
 
     def _expire(self, session: Session) -> None:
         task = asyncio.ensure_future(self.end_session(session))

@@ -129,13 +129,14 @@ class ServerRegistry:
     async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:
         hosted = HostedServer(spec, backend, self.settings)
         previous = self._servers.get(spec.name)
+        old_catalog = await previous.backend.catalog() if previous is not None else None
         await hosted.start()
         if previous is not None:
             await hosted.adopt_sessions(previous)  # live sessions move over: their next request sees the change
         self._servers[spec.name] = hosted
         if previous is not None:
             await previous.backend.stop()
-            await hosted.announce_changes(previous.spec)
+            await hosted.announce_changes(old_catalog)
         logger.info("%s: serving %s (%s)", spec.name, spec.source, backend.kind)
         return hosted
 
