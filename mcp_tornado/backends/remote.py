@@ -16,8 +16,7 @@ import httpx2
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_tornado.backends.link import CONNECT_TIMEOUT
-from mcp_tornado.backends.stdio import expand
-from mcp_tornado.backends.upstream import UpstreamBackend
+from mcp_tornado.backends.upstream import UpstreamBackend, expand
 from mcp_tornado.hosting.spec import ServerSpec
 
 

@@ -13,28 +13,17 @@ import contextlib
 import logging
 import os
 import shlex
-import string
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from mcp_tornado.backends.upstream import UpstreamBackend
+from mcp_tornado.backends.upstream import UpstreamBackend, expand
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting.spec import ServerSpec
 
 logger = logging.getLogger("mcp_tornado.child")
-
-
-def expand(value: str, environ: Mapping[str, str], spec: ServerSpec, field: str) -> str:
-    """`${VAR}` from the host environment; an unset variable is a definition problem."""
-    try:
-        return string.Template(value).substitute(environ)
-    except (KeyError, ValueError) as exc:
-        line = spec.lines.get(tuple(field.split("."))) if spec.lines else None
-        problem = f"{field}: {value!r} needs {exc} from the environment"
-        raise DefinitionError(spec.source, line, problem, field=field) from None
 
 
 class StdioBackend(UpstreamBackend):

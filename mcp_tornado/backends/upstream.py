@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import string
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import mcp_types as types
@@ -26,9 +27,9 @@ from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
-from mcp_tornado.errors import Unavailable
+from mcp_tornado.caller import RequestInfo
+from mcp_tornado.errors import DefinitionError, Unavailable
 from mcp_tornado.hosting.spec import ServerSpec
-from mcp_tornado.transport.sessions import RequestInfo
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +226,16 @@ class UpstreamBackend(Backend):
         if self._shared is not None:
             return types.EmptyResult()  # one session may not change the level every session sees
         return await self._upstream(ctx, lambda client: _set_level(client, params))
+
+
+def expand(value: str, environ: Mapping[str, str], spec: ServerSpec, field: str) -> str:
+    """`${VAR}` from the host environment; an unset variable is a definition problem."""
+    try:
+        return string.Template(value).substitute(environ)
+    except (KeyError, ValueError) as exc:
+        line = spec.lines.get(tuple(field.split("."))) if spec.lines else None
+        problem = f"{field}: {value!r} needs {exc} from the environment"
+        raise DefinitionError(spec.source, line, problem, field=field) from None
 
 
 async def _wait_for(link: UpstreamLink, name: str) -> None:

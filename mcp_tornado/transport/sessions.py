@@ -36,6 +36,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION, is_version_at_least
 from pydantic import ValidationError
 
 from mcp_tornado.auth import Principal
+from mcp_tornado.caller import RequestInfo
 from mcp_tornado.transport.exchange import TRANSPORT, Exchange, Reply, await_answer, dumps
 from mcp_tornado.transport.sse import EventBuffer, EventStream
 
@@ -52,20 +53,6 @@ SESSION_ID_BYTES = 32
 PRIMING_VERSION = "2025-11-25"
 # POST streams kept after they end, so a client that lost one can still resume and read its end.
 FINISHED_STREAMS_KEPT = 32
-
-
-class RequestInfo:
-    """What a hosted server may know about who is calling: reaches handlers as `ctx.request`."""
-
-    __slots__ = ("session_id", "api_key", "user_id", "server_name", "log_level")
-
-    def __init__(self, session_id: str | None, principal: Principal, server_name: str) -> None:
-        self.session_id = session_id
-        # The threshold the client set with logging/setLevel; None means everything.
-        self.log_level: str | None = None
-        self.api_key = principal.api_key
-        self.user_id = principal.user_id
-        self.server_name = server_name
 
 
 class Session:

@@ -27,9 +27,9 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import HEADER_MISMATCH, ErrorData, JSONRPCRequest
 
 from mcp_tornado.auth import Principal
+from mcp_tornado.caller import RequestInfo
 from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.transport.exchange import Exchange, Reply, ReplySink
-from mcp_tornado.transport.sessions import RequestInfo
 
 NO_BACK_CHANNEL = TransportContext(kind="streamable-http", can_send_request=False)
 
