@@ -165,3 +165,24 @@ async def _async(value: object) -> object:
 
 async def _not(awaitable) -> bool:
     return not await awaitable
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_bad_file_at_start_up_does_not_stop_the_others(servers_dir, gateway):
+    import tornado.netutil
+
+    from mcp_tornado.server import Gateway
+
+    (servers_dir / "broken.yaml").write_text("tools:\n  - name: [unclosed\n")
+    (servers_dir / "wrong.yaml").write_text("tools:\n  - name: t\n    handler: nowhere:fn\n")
+    again = Gateway(gateway.settings)
+    port = await again.start(tornado.netutil.bind_sockets(0, "127.0.0.1"))
+    try:
+        served_now = (await health(f"http://127.0.0.1:{port}"))["servers"]
+        assert {"everything", "other"} <= set(served_now)
+        assert "broken" not in served_now and "wrong" not in served_now
+        problems = again.registry.problems
+        assert problems[str(servers_dir / "broken.yaml")].startswith(f"{servers_dir / 'broken.yaml'}:2: invalid YAML")
+        assert problems[str(servers_dir / "wrong.yaml")].startswith(f"{servers_dir / 'wrong.yaml'}:3: tools.0.handler")
+    finally:
+        await again.stop()
