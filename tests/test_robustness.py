@@ -6,7 +6,7 @@ import httpx2
 import pytest
 
 from tests.conftest import eventually, token
-from tests.e2e.wire import headers, open_session, sse_events
+from tests.e2e.wire import headers, open_session, sse_events, stream_headers
 from tests.test_admin import ADMIN
 
 
@@ -47,7 +47,7 @@ async def test_any_last_event_id_opens_a_stream(base_url, last_event_id):
     url = f"{base_url}/everything/mcp"
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get_headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session, "Last-Event-ID": last_event_id}
+        get_headers = stream_headers(session, last_event_id)
         async with http.stream("GET", url, headers=get_headers) as stream:
             assert stream.status_code == 200
 
@@ -113,7 +113,7 @@ async def test_a_listening_session_is_not_idle(base_url, gateway):
     url = f"{base_url}/everything/mcp"
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get_headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get_headers = stream_headers(session)
         async with http.stream("GET", url, headers=get_headers) as stream:
             assert stream.status_code == 200
             hosted = gateway.registry.get("everything")

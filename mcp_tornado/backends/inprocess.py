@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 _CURSOR = re.compile(r"[0-9]{1,9}")  # our cursors are offsets; anything else is a client's invention
-RESOURCE_NOT_FOUND = -32002  # the code the spec names for resources/read of an unknown URI
 _CONTENT = TypeAdapter(types.ContentBlock)
 _PROMPT_MESSAGES = TypeAdapter(list[types.PromptMessage])
 
@@ -229,7 +228,8 @@ class InProcessBackend(Backend):
     ) -> types.ReadResourceResult:
         entry = self._resources.get(str(params.uri))
         if entry is None:
-            raise MCPError(code=RESOURCE_NOT_FOUND, message="Resource not found", data={"uri": str(params.uri)})
+            # INVALID_PARAMS, as the SDK's MCPServer answers it (SEP-2164; -32002 is retired).
+            raise MCPError(code=INVALID_PARAMS, message="Resource not found", data={"uri": str(params.uri)})
         spec, fn = entry
         value: Any = spec.text if fn is None else await self._invoke(fn, str(params.uri), ctx)
         return types.ReadResourceResult(contents=_resource_contents(spec, value))

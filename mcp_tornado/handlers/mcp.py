@@ -138,12 +138,11 @@ class McpHandler(BaseHandler):
             raise BadProtocolVersion(f"unsupported {VERSION_HEADER} {version!r}; supported: {supported}")
         return version
 
-    def _principal(self, required: bool) -> auth.Principal | None:
+    def _principal(self) -> auth.Principal:
+        """The request's own token, which it must carry (initialize, and every stateless request)."""
         token = auth.bearer_token(self.request.headers.get("Authorization"))
         if token is None:
-            if required:
-                raise Unauthorized("a Bearer token is required", error="invalid_request")
-            return None
+            raise Unauthorized("a Bearer token is required", error="invalid_request")
         return auth.verify(token, self.settings_.jwt_secret or "")
 
     async def _session(self, hosted: HostedServer) -> Session:
@@ -223,8 +222,7 @@ class McpHandler(BaseHandler):
         self._finish_json()
 
     async def _open_session(self, hosted: HostedServer, request: JSONRPCRequest) -> None:
-        principal = self._principal(required=True)
-        assert principal is not None
+        principal = self._principal()
         hosted.authorize(principal)
         await hosted.ready()
         session = await hosted.open_session(principal)
@@ -238,8 +236,7 @@ class McpHandler(BaseHandler):
 
     async def _serve_stateless(self, hosted: HostedServer, body: bytes) -> None:
         """A 2026-07-28 request: authenticated on its own, answered on its own."""
-        principal = self._principal(required=True)
-        assert principal is not None
+        principal = self._principal()
         hosted.authorize(principal)
         await hosted.ready()
         try:

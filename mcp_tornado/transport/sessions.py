@@ -69,7 +69,7 @@ class Session:
         self._fast_paths: Mapping[str, FastPath] = {}
         self.set_backend(backend)
         # Handed to every request unchanged: who is calling does not change within a session.
-        self._metadata = ServerMessageMetadata(request_context=RequestInfo(self.id, principal, server_name))
+        self.metadata = ServerMessageMetadata(request_context=RequestInfo(self.id, principal, server_name))
         self.in_flight: dict[RequestId, Exchange] = {}
         self._streams: dict[str, EventStream] = {}
         self._stream_ids = itertools.count(1)
@@ -114,7 +114,7 @@ class Session:
         return ok
 
     async def _serve_one(self, request: JSONRPCRequest, reply: Reply) -> bool:
-        exchange = Exchange(reply, request.id, request.params, self._metadata)
+        exchange = Exchange(reply, request.id, request.params, self.metadata)
         key = coerce_request_id(request.id)
         self.in_flight[key] = exchange
         message: dict[str, Any] | None = None
@@ -154,7 +154,7 @@ class Session:
             method=request.method,
             params=request.params,
             request_id=request.id,
-            request=self._metadata.request_context,
+            request=self.metadata.request_context,
         )
         result = await fast(ctx, request.params)
         if version != LATEST_HANDSHAKE_VERSION:
@@ -282,7 +282,7 @@ class _NotificationContext:
 
     def __init__(self, session: Session) -> None:
         self._outbound = session.connection.outbound
-        self.message_metadata = session._metadata
+        self.message_metadata = session.metadata
         self.cancel_requested = anyio.Event()
 
     transport: TransportContext = TRANSPORT

@@ -183,8 +183,9 @@ async def test_resources_prompts_and_completion(url):
         assert readme.contents[0].text == "# Hello from a resource"
         clock = await client.read_resource("memo://clock")
         assert clock.contents[0].text == "clock for lin"
-        with pytest.raises(MCPError):
+        with pytest.raises(MCPError) as missing:
             await client.read_resource("memo://missing")
+        assert missing.value.error.code == types.INVALID_PARAMS  # as the SDK answers it (SEP-2164)
         prompts = await client.list_prompts()
         assert [p.name for p in prompts.prompts] == ["greet"]
         prompt = await client.get_prompt("greet", {"who": "Ada", "mood": "cheerful"})

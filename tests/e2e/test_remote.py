@@ -65,15 +65,23 @@ async def serving(upstream: Upstream, gateway) -> None:
     await gateway.registry.load_file(gateway.settings.servers_dir / "remote.yaml")
 
 
+def remote_client(base_url: str):
+    return mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None))
+
+
+async def pid_of(client) -> int:
+    return int((await client.call_tool("upstream_pid", {})).content[0].text)
+
+
 async def call_pid(base_url: str) -> int:
-    async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
-        return int((await client.call_tool("upstream_pid", {})).content[0].text)
+    async with remote_client(base_url) as client:
+        return await pid_of(client)
 
 
 @pytest.mark.gen_test(timeout=40)
 async def test_a_remote_upstream_is_proxied(upstream, base_url, gateway):
     await serving(upstream, gateway)
-    async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
+    async with remote_client(base_url) as client:
         assert {t.name for t in (await client.list_tools()).tools} == {"upstream_pid", "shout"}
         assert (await client.call_tool("shout", {"text": "hi"})).content[0].text == "HI"
 
@@ -81,8 +89,8 @@ async def test_a_remote_upstream_is_proxied(upstream, base_url, gateway):
 @pytest.mark.gen_test(timeout=60)
 async def test_an_upstream_that_goes_away_and_comes_back(upstream, base_url, gateway):
     await serving(upstream, gateway)
-    async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
-        first = int((await client.call_tool("upstream_pid", {})).content[0].text)
+    async with remote_client(base_url) as client:
+        first = await pid_of(client)
         upstream.stop()
         # While it is away, calls fail (503 or an error), quickly, and the other servers answer.
         with pytest.raises(Exception):  # noqa: B017
@@ -104,10 +112,9 @@ async def test_an_upstream_that_goes_away_and_comes_back(upstream, base_url, gat
 @pytest.mark.gen_test(timeout=60)
 async def test_a_lost_upstream_session_is_renewed_without_the_client_noticing(upstream, base_url, gateway):
     await serving(upstream, gateway)
-    async with mcp_client(f"{base_url}/remote/mcp", token("remote", api_key=None)) as client:
-        first = int((await client.call_tool("upstream_pid", {})).content[0].text)
+    async with remote_client(base_url) as client:
+        first = await pid_of(client)
         upstream.stop()
         upstream.start()  # a restarted upstream knows none of its old sessions (404)
         await upstream.wait_listening()
-        second = int((await client.call_tool("upstream_pid", {})).content[0].text)
-        assert second != first
+        assert await pid_of(client) != first

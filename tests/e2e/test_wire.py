@@ -10,7 +10,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcp_tornado import auth
 from tests.conftest import SECRET, token
-from tests.e2e.wire import headers, init_body, open_session, read_events, sse_events
+from tests.e2e.wire import headers, init_body, open_session, read_events, sse_events, stream_headers
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ async def test_delete_ends_the_session(url):
 async def test_get_stream_resumes_after_last_event_id(url):
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get_headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get_headers = stream_headers(session)
         async with http.stream("GET", url, headers=get_headers) as stream:
             assert stream.status_code == 200
             await http.post(url, json=call("announce"), headers=headers(session=session))
@@ -102,7 +102,7 @@ async def test_get_stream_resumes_after_last_event_id(url):
         # Disconnected: these two are buffered for the session.
         for request_id in (3, 4):
             await http.post(url, json=call("announce", request_id=request_id), headers=headers(session=session))
-        resumed_headers = {**get_headers, "Last-Event-ID": first[0]["id"]}
+        resumed_headers = stream_headers(session, first[0]["id"])
         async with http.stream("GET", url, headers=resumed_headers) as stream:
             missed = await read_events(stream, 2)
         assert [e["data"]["method"] for e in missed] == ["notifications/tools/list_changed"] * 2
@@ -113,7 +113,7 @@ async def test_get_stream_resumes_after_last_event_id(url):
 async def test_second_get_stream_is_409_and_delete_ends_the_first(url):
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get_headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get_headers = stream_headers(session)
         async with http.stream("GET", url, headers=get_headers) as first:
             assert first.status_code == 200
             second = await http.get(url, headers=get_headers)
@@ -126,7 +126,7 @@ async def test_second_get_stream_is_409_and_delete_ends_the_first(url):
 async def test_a_dead_get_client_frees_the_stream(url):
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get_headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get_headers = stream_headers(session)
         async with http.stream("GET", url, headers=get_headers) as stream:
             assert stream.status_code == 200
         deadline = asyncio.get_running_loop().time() + 5
@@ -234,12 +234,12 @@ async def test_the_longest_idle_session_is_evicted_at_the_cap(url):
 async def test_a_resume_takes_over_a_half_open_stream(url):
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get_headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get_headers = stream_headers(session)
         async with http.stream("GET", url, headers=get_headers) as old:
             await http.post(url, json=call("announce"), headers=headers(session=session))
             first = await read_events(old, 1)
             # The client believes the old stream is dead and resumes while the server still holds it.
-            resumed = {**get_headers, "Last-Event-ID": first[0]["id"]}
+            resumed = stream_headers(session, first[0]["id"])
             async with http.stream("GET", url, headers=resumed) as new:
                 assert new.status_code == 200
                 await http.post(url, json=call("announce", request_id=9), headers=headers(session=session))

@@ -33,6 +33,14 @@ def headers(
     return out
 
 
+def stream_headers(session: str, last_event_id: str | bytes | None = None) -> dict[str, Any]:
+    """Headers of a GET for the session's stream (resuming after `last_event_id`)."""
+    out: dict[str, Any] = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+    if last_event_id is not None:
+        out["Last-Event-ID"] = last_event_id
+    return out
+
+
 async def open_session(http: httpx2.AsyncClient, url: str, bearer: str, version: str = "2025-11-25") -> str:
     response = await http.post(url, json=init_body(version), headers=headers(bearer))
     assert response.status_code == 200, response.text
