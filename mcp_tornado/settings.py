@@ -8,6 +8,7 @@ raises `SettingsError` naming the variable; only `cli.py` turns that into an exi
 from __future__ import annotations
 
 import dataclasses
+import resource
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,32 @@ class Settings:
     # Empty means: the loopback names when listening on loopback, no check otherwise.
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    # -- what one client can make us hold (issue: hostile clients) --------------------------
+    # Seconds to receive a request's headers; also how long a kept-alive connection may sit
+    # idle between requests (Tornado uses one timer for both). Slowloris gets no more.
+    header_timeout: float = 30.0
+    # Seconds to receive a whole request body once its headers are in.
+    body_timeout: float = 30.0
+    # Open client connections; past it the longest-idle one (no request in progress) is closed
+    # to make room, and when none is idle the new one is closed at once. None: from the
+    # process's descriptor limit (see `max_connections_for`).
+    max_connections: int | None = None
+    # Unsent bytes an SSE reader may fall behind by, and seconds a write may wait unsent, before
+    # that reader is dropped; its events stay buffered for a Last-Event-ID resume.
+    sse_max_buffer_bytes: int = 1024 * 1024
+    sse_max_lag: float = 30.0
+    # Bytes of events kept per session for replay (beside the count, `event_buffer_size`).
+    event_buffer_bytes: int = 4 * 1024 * 1024
+    # JSON-RPC requests in flight at once, per session and per hosted server: past it, 429.
+    max_in_flight_per_session: int = 64
+    max_in_flight_per_server: int = 1024
+    # Requests in one JSON-RPC batch (2024-11-05 and 2025-03-26 only): past it, 400.
+    max_batch: int = 64
+    # Threads written off per server (sync handlers still running past their timeout); past it
+    # the server's sync calls fail at once until some of them return.
+    max_abandoned_threads: int = 32
+    # Seconds SIGTERM waits for in-flight calls before ending sessions and exiting anyway.
+    shutdown_grace: float = 10.0
     dev: bool = False
 
     @classmethod
@@ -102,10 +129,34 @@ _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("MCP_HANDLER_THREADS", "handler_threads", _integer),
     ("MCP_ALLOWED_HOSTS", "allowed_hosts", _names),
     ("MCP_ALLOWED_ORIGINS", "allowed_origins", _names),
+    ("MCP_HEADER_TIMEOUT", "header_timeout", _duration),
+    ("MCP_BODY_TIMEOUT", "body_timeout", _duration),
+    ("MCP_MAX_CONNECTIONS", "max_connections", _integer),
+    ("MCP_SSE_MAX_BUFFER_BYTES", "sse_max_buffer_bytes", _integer),
+    ("MCP_SSE_MAX_LAG", "sse_max_lag", _duration),
+    ("MCP_EVENT_BUFFER_BYTES", "event_buffer_bytes", _integer),
+    ("MCP_MAX_IN_FLIGHT_PER_SESSION", "max_in_flight_per_session", _integer),
+    ("MCP_MAX_IN_FLIGHT_PER_SERVER", "max_in_flight_per_server", _integer),
+    ("MCP_MAX_BATCH", "max_batch", _integer),
+    ("MCP_MAX_ABANDONED_THREADS", "max_abandoned_threads", _integer),
+    ("MCP_SHUTDOWN_GRACE", "shutdown_grace", _duration),
 )
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Descriptors kept back from client connections: children's pipes, upstream sockets, files.
+RESERVED_DESCRIPTORS_SHARE = 4  # a quarter of the limit
+MAX_CONNECTIONS_CEILING = 100_000
+
+
+def max_connections_for(settings: Settings) -> int:
+    """The connection cap: the setting, or three quarters of the process's descriptor limit."""
+    if settings.max_connections is not None:
+        return settings.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS_CEILING
+    return max(1, min(MAX_CONNECTIONS_CEILING, soft - soft // RESERVED_DESCRIPTORS_SHARE))
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings | None:
