@@ -2,28 +2,36 @@
 
 The `mcp` package's `stdio_client` spawns the child and, when the connection ends, closes its
 stdin, waits, then terminates its whole process tree (SIGTERM, SIGKILL after a grace period),
-so a removed, changed or crashed server never leaves a zombie or an orphan behind. The
-child's stderr goes to our log, one line at a time, prefixed with the server's name.
+so a removed, changed or crashed server never leaves a zombie or an orphan behind. On Linux
+the command runs under `guard.py`, which takes the child's whole tree down with the gateway
+even when the gateway is killed outright and closes nothing. The child's stderr goes to our
+log, one line at a time, prefixed with the server's name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shlex
+import shutil
+import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 
 from mcp_tornado.backends.upstream import UpstreamBackend, expand
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting.spec import ServerSpec
 
 logger = logging.getLogger("mcp_tornado.child")
+
+GUARD = Path(__file__).resolve().with_name("guard.py")
+GUARDED = sys.platform.startswith("linux")  # the guard needs prctl(2) and /proc
 
 
 class StdioBackend(UpstreamBackend):
@@ -47,15 +55,19 @@ class StdioBackend(UpstreamBackend):
         env = {key: expand(str(value), environ, spec, f"env.{key}") for key, value in document.get("env", {}).items()}
         cwd = directory / document["cwd"] if "cwd" in document else directory
         self.params = StdioServerParameters(command=argv[0], args=argv[1:], env=env or None, cwd=cwd)
+        spawned = guarded(argv)
+        self._spawn = self.params.model_copy(update={"command": spawned[0], "args": spawned[1:]})
         super().__init__(spec, lazy=document.get("start") == "lazy")
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[tuple[Any, Any]]:
+        if GUARDED:
+            _check_program(self.params)
         read_fd, write_fd = os.pipe()
         errlog = os.fdopen(write_fd, "w")
         lines = asyncio.ensure_future(_log_lines(read_fd, self.spec.name))
         try:
-            async with stdio_client(self.params, errlog=errlog) as streams:
+            async with stdio_client(self._spawn, errlog=errlog) as streams:
                 errlog.close()  # the child holds its own copy; ours would keep the pipe open forever
                 yield streams
         finally:
@@ -65,6 +77,25 @@ class StdioBackend(UpstreamBackend):
                 await asyncio.wait_for(lines, 2)
             except (TimeoutError, asyncio.CancelledError):
                 lines.cancel()
+
+
+def guarded(argv: list[str]) -> list[str]:
+    """`argv` run under the guard, so that it dies with this process; `argv` itself off Linux."""
+    if not GUARDED:
+        return argv
+    return [sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), "--", *argv]
+
+
+def _check_program(params: StdioServerParameters) -> None:
+    """Raise `FileNotFoundError` for a program that is not there, as spawning it directly would:
+    the guard itself always starts, so the error would otherwise be only a closed pipe."""
+    program = params.command
+    if os.sep in program:
+        found = os.path.exists(os.path.join(params.cwd or ".", program))
+    else:
+        found = shutil.which(program, path=(get_default_environment() | (params.env or {})).get("PATH")) is not None
+    if not found:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 async def _log_lines(fd: int, name: str) -> None:
