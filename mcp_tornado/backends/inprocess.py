@@ -2,15 +2,16 @@
 
 Everything fallible (imports, schema compilation) happens once in `InProcessBackend(...)`,
 so a definition that loads is a definition that runs, and a call does no re-validation of
-static data. Sync handlers run on this server's own thread pool: a handler that blocks can
-only ever starve its own server. A handler's exception becomes a tool result with
-`isError: true`; its traceback goes to the log, never to the client.
+static data. Sync handlers run on this server's own `HandlerPool`: a handler that blocks can
+only ever starve its own server, and never keeps the process from exiting. Every handler (tool,
+resource, prompt) runs under the server's `timeout`. A tool's exception, timeout or non-JSON
+value (NaN, Infinity) becomes a result with `isError: true`; a resource's or prompt's, a
+JSON-RPC error. Tracebacks go to the log, never to the client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import inspect
 import json
@@ -26,11 +27,12 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT
 from pydantic import TypeAdapter, ValidationError
 
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
+from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
 from mcp_tornado.caller import RequestInfo
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting.spec import PromptSpec, ResourceSpec, ServerSpec
@@ -55,10 +57,9 @@ class _Tool:
 class InProcessBackend(Backend):
     kind = "inprocess"
 
-    def __init__(self, spec: ServerSpec, *, search_path: Path | None, threads: int) -> None:
+    def __init__(self, spec: ServerSpec, *, search_path: Path | None, threads: int, max_abandoned: int) -> None:
         self.spec = spec
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._threads = threads
+        self._handlers = HandlerPool(spec.name, size=threads, max_abandoned=max_abandoned)
         self._tools: dict[str, _Tool] = {}
         listed: list[types.Tool] = []
         for i, tool in enumerate(spec.tools):
@@ -140,10 +141,16 @@ class InProcessBackend(Backend):
         return {kind: self.spec.document.get(kind) for kind in ("tools", "resources", "prompts")}
 
     async def stop(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)  # queued calls still finish: their clients get answers
-            self._executor = None
+        self._handlers.shutdown()  # never blocks; queued calls still finish: their clients get answers
         await super().stop()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "abandoned_threads": self._handlers.abandoned,
+            "abandoned_threads_total": self._handlers.abandoned_total,
+            "max_abandoned_threads": self._handlers.max_abandoned,
+        }
 
     # -- tools ----------------------------------------------------------------------------
 
@@ -179,15 +186,12 @@ class InProcessBackend(Backend):
             where = "/".join(str(p) for p in problem.absolute_path)
             return _error_result(f"Invalid arguments{f' at {where}' if where else ''}: {problem.message}")
         try:
-            async with asyncio.timeout(self.spec.timeout):
-                if tool.is_async:
-                    value = await tool.fn(arguments, ToolContext(ctx, self.spec.name))
-                else:
-                    loop = asyncio.get_running_loop()
-                    context = SyncToolContext(ctx, self.spec.name, loop)
-                    value = await loop.run_in_executor(self._pool(), tool.fn, arguments, context)
+            value = await self._invoke(tool.fn, tool.is_async, arguments, ctx)
         except TimeoutError:
             return _error_result(f"Tool {name} timed out after {self.spec.timeout:g} s")
+        except PoolExhausted as exc:
+            logger.warning("%s: tool %s refused: %s", self.spec.name, name, exc)
+            return _error_result(f"Tool {name} was not run: {exc}; try again later")
         except MCPError:
             raise
         except Exception as exc:
@@ -195,7 +199,9 @@ class InProcessBackend(Backend):
             return _error_result(f"Tool {name} failed: {type(exc).__name__}: {exc}")
         try:
             result = _to_result(value)
-        except (TypeError, ValidationError) as exc:
+        except _NotJSON:
+            return _error_result(f"Tool {name} returned a value that is not valid JSON (NaN or Infinity)")
+        except (TypeError, ValueError, ValidationError) as exc:
             logger.warning("%s: tool %s returned an unusable value: %s", self.spec.name, name, exc)
             return _error_result(f"Tool {name} returned an unusable value")
         if tool.output_validator is not None and not result.get("isError"):
@@ -205,13 +211,6 @@ class InProcessBackend(Backend):
                 message = problem.message if problem is not None else "invalid"
                 return _error_result(f"Tool {name} returned output that does not match its outputSchema: {message}")
         return result
-
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                self._threads, thread_name_prefix=f"mcp-{self.spec.name}"
-            )
-        return self._executor
 
     # -- resources ------------------------------------------------------------------------
 
@@ -231,8 +230,15 @@ class InProcessBackend(Backend):
             # INVALID_PARAMS, as the SDK's MCPServer answers it (SEP-2164; -32002 is retired).
             raise MCPError(code=INVALID_PARAMS, message="Resource not found", data={"uri": str(params.uri)})
         spec, fn = entry
-        value: Any = spec.text if fn is None else await self._invoke(fn, str(params.uri), ctx)
-        return types.ReadResourceResult(contents=_resource_contents(spec, value))
+        what = f"Resource {spec.uri}"
+        value: Any = spec.text if fn is None else await self._invoke_or_raise(what, fn, spec.uri, ctx)
+        try:
+            contents = _resource_contents(spec, value)
+        except _NotJSON:
+            raise MCPError(
+                code=INTERNAL_ERROR, message=f"{what} returned a value that is not valid JSON (NaN or Infinity)"
+            ) from None
+        return types.ReadResourceResult(contents=contents)
 
     # -- prompts --------------------------------------------------------------------------
 
@@ -264,7 +270,7 @@ class InProcessBackend(Backend):
         if missing:
             raise MCPError(code=INVALID_PARAMS, message=f"Missing required argument(s): {', '.join(missing)}")
         if fn is not None:
-            return _prompt_result(spec, await self._invoke(fn, arguments, ctx))
+            return _prompt_result(spec, await self._invoke_or_raise(f"Prompt {spec.name}", fn, arguments, ctx))
         values = _Blank({a.name: "" for a in spec.arguments}) | arguments
         messages = [
             types.PromptMessage(role=role, content=types.TextContent(type="text", text=text.format_map(_Blank(values))))  # type: ignore[arg-type]
@@ -273,6 +279,7 @@ class InProcessBackend(Backend):
         return types.GetPromptResult(description=spec.description, messages=messages)
 
     async def _complete(self, ctx: Any, params: types.CompleteRequestParams) -> types.CompleteResult:
+        """Static `values` from the YAML: no handler code runs here, so there is nothing to time out."""
         values: Sequence[str] = ()
         if isinstance(params.ref, types.PromptReference) and (entry := self._prompts.get(params.ref.name)):
             values = next((a.values for a in entry[0].arguments if a.name == params.argument.name), ())
@@ -288,11 +295,30 @@ class InProcessBackend(Backend):
             ctx.request.log_level = params.level
         return types.EmptyResult()
 
-    async def _invoke(self, fn: Callable[..., Any], argument: Any, ctx: ServerRequestContext[Any, Any]) -> Any:
-        if _is_async(fn):
-            return await fn(argument, ToolContext(ctx, self.spec.name))
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), fn, argument, SyncToolContext(ctx, self.spec.name, loop))
+    async def _invoke(
+        self, fn: Callable[..., Any], is_async: bool, argument: Any, ctx: ServerRequestContext[Any, Any]
+    ) -> Any:
+        """`fn(argument, context)` under the server's timeout, sync handlers on its `HandlerPool`.
+
+        Raises `TimeoutError`, `PoolExhausted`, or whatever the handler raised.
+        """
+        if is_async:
+            async with asyncio.timeout(self.spec.timeout):
+                return await fn(argument, ToolContext(ctx, self.spec.name))
+        context = SyncToolContext(ctx, self.spec.name, asyncio.get_running_loop())
+        return await self._handlers.run(fn, argument, context, timeout=self.spec.timeout)
+
+    async def _invoke_or_raise(
+        self, what: str, fn: Callable[..., Any], argument: Any, ctx: ServerRequestContext[Any, Any]
+    ) -> Any:
+        """`_invoke` for resources and prompts, whose failures are JSON-RPC errors."""
+        try:
+            return await self._invoke(fn, _is_async(fn), argument, ctx)
+        except TimeoutError:
+            raise MCPError(code=REQUEST_TIMEOUT, message=f"{what} timed out after {self.spec.timeout:g} s") from None
+        except PoolExhausted as exc:
+            logger.warning("%s: %s refused: %s", self.spec.name, what, exc)
+            raise MCPError(code=INTERNAL_ERROR, message=f"{what} was not run: {exc}; try again later") from None
 
 
 class _Blank(dict[str, Any]):
@@ -357,13 +383,26 @@ def _error_result(message: str) -> dict[str, Any]:
     return {"content": [_text(message)], "isError": True}
 
 
+class _NotJSON(ValueError):
+    """A handler's value holds NaN or Infinity, which JSON has no way to write."""
+
+
+def _dumps(value: Any) -> str:
+    """Strict JSON text of `value`; raises `_NotJSON` for NaN or Infinity anywhere in it."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        json.dumps(value, ensure_ascii=False, default=str)  # raises again if the problem is another one (a cycle)
+        raise _NotJSON from None
+
+
 def _to_result(value: Any) -> dict[str, Any]:
     """A handler's return value as the wire form of a `CallToolResult` (see PRODUCT.md section 3)."""
     if isinstance(value, str):
         return {"content": [_text(value)], "isError": False}
     if isinstance(value, dict):
-        text = json.dumps(value, ensure_ascii=False, default=str)
-        return {"content": [_text(text)], "structuredContent": value, "isError": False}
+        # Checked here, where the text is made anyway: structuredContent goes out as it is.
+        return {"content": [_text(_dumps(value))], "structuredContent": value, "isError": False}
     if isinstance(value, types.CallToolResult):
         return value.model_dump(by_alias=True, mode="json", exclude_none=True)
     if value is None:
@@ -371,7 +410,7 @@ def _to_result(value: Any) -> dict[str, Any]:
     if isinstance(value, list | tuple):
         return {"content": [_content(item) for item in value], "isError": False}
     if isinstance(value, int | float | bool):
-        return {"content": [_text(json.dumps(value))], "isError": False}
+        return {"content": [_text(_dumps(value))], "isError": False}
     raise TypeError(f"cannot turn a {type(value).__name__} into a tool result")
 
 
@@ -395,9 +434,7 @@ def _resource_contents(spec: ResourceSpec, value: Any) -> list[Any]:
         ]
     if isinstance(value, dict):
         return [
-            types.TextResourceContents(
-                uri=spec.uri, mime_type=spec.mime_type or "application/json", text=json.dumps(value)
-            )
+            types.TextResourceContents(uri=spec.uri, mime_type=spec.mime_type or "application/json", text=_dumps(value))
         ]
     raise TypeError(f"resource handler returned {type(value).__name__}; expected str, bytes or dict")
 

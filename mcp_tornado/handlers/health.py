@@ -16,11 +16,16 @@ _STARTED = time.monotonic()
 
 def status(registry: ServerRegistry) -> dict[str, Any]:
     servers = {}
+    healthy = True
     for hosted in registry:
         info = hosted.backend.describe()
-        servers[hosted.name] = {"state": info["state"], "kind": info["kind"], "sessions": len(hosted.sessions)}
-    # A lazy server not started yet is fine; one that is down is not.
-    healthy = not any(s["state"] in ("restarting", "crashed") for s in servers.values())
+        entry = servers[hosted.name] = {"state": info["state"], "kind": info["kind"], "sessions": len(hosted.sessions)}
+        # A lazy server not started yet is fine; one that is down is not.
+        healthy = healthy and info["state"] not in ("restarting", "crashed")
+        if stuck := info.get("abandoned_threads"):
+            entry["abandoned_threads"] = stuck
+            # At its cap a server refuses every sync call until some stuck thread returns.
+            healthy = healthy and stuck < info["max_abandoned_threads"]
     return {
         "status": "ok" if healthy else "degraded",
         "version": __version__,

@@ -1,4 +1,4 @@
-"""`GET /metrics`: Prometheus text exposition of requests, sessions and backend health.
+"""`GET /metrics`: Prometheus text exposition of requests, sessions, backend health and stuck threads.
 
 Counting a request is one dict increment in `McpHandler.on_finish`; everything else is read
 from the registry when scraped. No secrets, and server names only from the registry (never
@@ -45,6 +45,7 @@ def exposition(registry: ServerRegistry, counter: RequestCounter) -> str:
         "# HELP mcp_tornado_backend_restarts_total Restarts of a server's child process or upstream link.",
         "# TYPE mcp_tornado_backend_restarts_total counter",
     ]
+    threaded = []  # (labels, describe()) of the servers that run sync handlers on threads
     for hosted in registry:
         info = hosted.backend.describe()
         up = 0 if info["state"] in ("restarting", "crashed") else 1
@@ -52,6 +53,20 @@ def exposition(registry: ServerRegistry, counter: RequestCounter) -> str:
         lines.append(f"mcp_tornado_sessions{labels} {len(hosted.sessions)}")
         lines.append(f"mcp_tornado_server_up{labels} {up}")
         lines.append(f"mcp_tornado_backend_restarts_total{labels} {info.get('restarts') or 0}")
+        if "abandoned_threads" in info:
+            threaded.append((labels, info))
+    lines += [
+        "# HELP mcp_tornado_abandoned_threads Sync handler threads still running past their timeout, per server.",
+        "# TYPE mcp_tornado_abandoned_threads gauge",
+    ]
+    lines += [f"mcp_tornado_abandoned_threads{labels} {info['abandoned_threads']}" for labels, info in threaded]
+    lines += [
+        "# HELP mcp_tornado_abandoned_threads_total Sync handler threads written off after a timeout, per server.",
+        "# TYPE mcp_tornado_abandoned_threads_total counter",
+    ]
+    lines += [
+        f"mcp_tornado_abandoned_threads_total{labels} {info['abandoned_threads_total']}" for labels, info in threaded
+    ]
     lines += [
         "# HELP mcp_tornado_definition_problems Definition files that fail validation.",
         "# TYPE mcp_tornado_definition_problems gauge",

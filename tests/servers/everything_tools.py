@@ -1,4 +1,5 @@
 import asyncio
+import threading
 import time
 
 
@@ -75,3 +76,36 @@ def sync_progress(arguments, context):
 
 async def clock(uri, context):
     return f"clock for {context.user_id}"
+
+
+async def overflow(arguments, context):
+    return {"product": arguments["a"] * arguments["b"]}  # 1e308 * 10 is inf
+
+
+async def not_a_number(arguments, context):
+    return float("nan")
+
+
+# `hang`, `hang_resource`: sync handlers that block their thread until a `release` call.
+_GATE = [threading.Event()]
+
+
+def hang(arguments, context):
+    _GATE[0].wait()
+    return "released"
+
+
+def hang_resource(uri, context):
+    _GATE[0].wait()
+    return "released"
+
+
+async def release(arguments, context):
+    """Lets every `hang` and `hang_resource` so far return; later ones block again."""
+    gate, _GATE[0] = _GATE[0], threading.Event()
+    gate.set()
+    return "released"
+
+
+async def hang_prompt(arguments, context):
+    await asyncio.Event().wait()
