@@ -25,6 +25,8 @@ ALGORITHM = "HS256"
 # Clock skew tolerated between the token issuer and us.
 LEEWAY_SECONDS = 5
 BEARER_PREFIX = "bearer "
+# The last second of year 9999: a time claim past it is nonsense, and larger numbers overflow floats.
+MAX_TIMESTAMP = 253_402_300_799
 # RFC 7518 3.2: HS256 keys should have at least 256 bits; shorter ones are warned about once, at start-up.
 MIN_SECRET_BYTES = 32
 # PyJWT would warn on every decode; `settings` reports a short secret once instead.
@@ -74,6 +76,8 @@ def verify(token: str, secret: str) -> Principal:
         raise Unauthorized("token not yet valid") from None
     except jwt.PyJWTError as exc:  # InvalidTokenError, and key errors of a malformed token
         raise Unauthorized(f"invalid token: {exc}") from None
+    except (OverflowError, ValueError, TypeError, RecursionError):  # e.g. an exp of 1e400 or 400 digits
+        raise Unauthorized("invalid token: a claim is out of range") from None
     server_name = claims.get("serverName")
     api_key = claims.get("apiKey")
     user_id = claims.get("userId")
@@ -81,6 +85,12 @@ def verify(token: str, secret: str) -> Principal:
     for name, value in (("serverName", server_name), ("apiKey", api_key), ("userId", user_id)):
         if value is not None and not isinstance(value, str):
             raise Unauthorized(f"invalid token: claim {name} must be a string")
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if value is not None and not (
+            isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIMESTAMP
+        ):
+            raise Unauthorized(f"invalid token: claim {name} must be a time between 1970 and 9999")
     return Principal(
         token=token,
         server_name=server_name,

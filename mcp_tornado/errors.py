@@ -14,6 +14,7 @@
     ├── Conflict                 (409)                     a second GET stream on one session
     ├── PayloadTooLarge          (413)
     ├── UnsupportedMediaType     (415)                     wrong Content-Type
+    ├── TooManyRequests          (429, Retry-After)        too many requests in flight on a session or server
     └── Unavailable              (503, Retry-After)        hosted server down or restarting
 
 Each class knows its HTTP status and the JSON-RPC code used when the error is rendered on an
@@ -103,6 +104,14 @@ class PayloadTooLarge(GatewayError):
 class UnsupportedMediaType(GatewayError):
     status = 415
     code = INVALID_REQUEST
+
+
+class TooManyRequests(GatewayError):
+    status = 429
+    code = INVALID_REQUEST
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
 class Unavailable(GatewayError):

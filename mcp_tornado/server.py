@@ -1,28 +1,38 @@
 """`Gateway`: the running process: registry, watcher, session reaper, HTTP server, and their order.
 
 `start()` loads `servers.d/`, starts watching it, starts the reaper (`PeriodicCallback`) and
-listens; `stop()` undoes it in reverse: stop listening, stop the reaper, stop watching, end
-every session, stop every server.
+listens; `stop(grace)` undoes it in reverse: stop listening, stop the reaper, stop watching,
+give in-flight calls up to `grace` seconds, end every session, stop every server. However
+long anything below takes, `stop` returns within about `grace` seconds plus `STOP_MARGIN`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 
-import tornado.httpserver
 import tornado.ioloop
 import tornado.netutil
 
 from mcp_tornado.app import make_app
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.hosting.watcher import ServersWatcher
-from mcp_tornado.settings import Settings
+from mcp_tornado.http_server import GatewayHTTPServer
+from mcp_tornado.settings import Settings, max_connections_for
 
 logger = logging.getLogger(__name__)
+
+# After the grace period, ending sessions, stopping children and closing connections get this
+# much more time (a child's stdin close, SIGTERM, SIGKILL take about 2 s in the SDK).
+STOP_MARGIN = 5.0
+# If the process has still not exited this long after the stop was asked for, it exits anyway:
+# nothing (a stuck thread, a library's cleanup) may keep a stopped gateway alive.
+EXIT_DEADLINE_MARGIN = 10.0
 
 
 class Gateway:
@@ -30,7 +40,7 @@ class Gateway:
         self.settings = settings
         self.registry = ServerRegistry(settings)
         self.app = make_app(settings, self.registry)
-        self._http: tornado.httpserver.HTTPServer | None = None
+        self._http: GatewayHTTPServer | None = None
         self._reaper: tornado.ioloop.PeriodicCallback | None = None
         self._reaping = False
         self._watcher: ServersWatcher | None = None
@@ -46,8 +56,12 @@ class Gateway:
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
         # MCP routes set their own body limit (413); this one guards every other route.
-        self._http = tornado.httpserver.HTTPServer(
-            self.app, max_body_size=self.settings.max_body_bytes, idle_connection_timeout=3600
+        self._http = GatewayHTTPServer(
+            self.app,
+            max_body_size=self.settings.max_body_bytes,
+            idle_connection_timeout=self.settings.header_timeout,  # Tornado's header timeout too
+            body_timeout=self.settings.body_timeout,
+            max_connections=max_connections_for(self.settings),
         )
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
@@ -65,13 +79,29 @@ class Gateway:
         finally:
             self._reaping = False
 
-    async def stop(self) -> None:
+    @property
+    def open_connections(self) -> int:
+        return self._http.open_connections if self._http is not None else 0
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop listening, wait up to `grace` seconds for calls in flight, then end everything."""
         if self._http is not None:
             self._http.stop()
         if self._reaper is not None:
             self._reaper.stop()
         if self._watcher is not None:
             self._watcher.stop()
+        if grace > 0:
+            try:
+                await asyncio.wait_for(self.registry.drained(), grace)
+            except TimeoutError:
+                logger.warning("calls still in flight after %.1f s; ending them", grace)
+        try:
+            await asyncio.wait_for(self._close(), STOP_MARGIN)
+        except TimeoutError:
+            logger.warning("shutdown took over %.1f s more; leaving the rest", STOP_MARGIN)
+
+    async def _close(self) -> None:
         await self.registry.stop()
         if self._http is not None:
             await self._http.close_all_connections()
@@ -79,14 +109,40 @@ class Gateway:
 
 
 async def serve_forever(gateway: Gateway, on_ready: Callable[[int], None] | None = None) -> None:
-    """Run until SIGINT or SIGTERM, then shut down in order. `on_ready(port)` runs once listening."""
+    """Run until SIGINT or SIGTERM, then shut down in order. `on_ready(port)` runs once listening.
+
+    The first signal starts a graceful stop (in-flight calls get `shutdown_grace` seconds); a
+    second one exits at once. Either way the process is gone within a bounded time.
+    """
     port = await gateway.start()
     if on_ready is not None:
         on_ready(port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
-    logger.info("shutting down")
-    await gateway.stop()
+    grace = gateway.settings.shutdown_grace
+    logger.info("shutting down (in-flight calls get %.1f s)", grace)
+    _exit_deadline(grace + STOP_MARGIN + EXIT_DEADLINE_MARGIN)
+    await gateway.stop(grace)
+
+
+def _exit_deadline(seconds: float) -> None:
+    """A last resort: whatever is left (a stuck thread, a library's exit hook) cannot keep us alive."""
+
+    def expire() -> None:
+        logger.error("still running %.0f s after the stop began; exiting", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()

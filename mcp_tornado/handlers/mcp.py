@@ -8,9 +8,9 @@ SSE, and a GET is the session's long-lived event stream with a keepalive comment
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import json
+import logging
+import math
 import re
 from typing import Any
 
@@ -47,13 +47,15 @@ from mcp_tornado.errors import (
 )
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.handlers.metrics import RequestCounter
+from mcp_tornado.handlers.sse_response import SseResponse
 from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport import stateless
 from mcp_tornado.transport.exchange import Reply, dumps
 from mcp_tornado.transport.sessions import Session
-from mcp_tornado.transport.sse import KEEPALIVE_FRAME
+
+logger = logging.getLogger(__name__)
 
 # Our SSE event ids: a session-wide counter (bounded so int() of a header can never be costly).
 EVENT_ID = re.compile(r"[0-9]{1,18}")
@@ -85,9 +87,8 @@ class McpHandler(BaseHandler):
     _json_body: bytes | None = None
     _json_status = 200
     _scope: anyio.CancelScope | None = None
-    _keepalive: tornado.ioloop.PeriodicCallback | None = None
     _reply: Reply | None = None
-    _stream_done: asyncio.Future[None] | None = None
+    _sse: SseResponse | None = None
     _detach: Any = None
 
     def initialize(self, registry: ServerRegistry, settings: Settings, counter: RequestCounter) -> None:
@@ -181,7 +182,7 @@ class McpHandler(BaseHandler):
         if version in MODERN_PROTOCOL_VERSIONS:
             await self._serve_stateless(hosted, body)
             return
-        messages, batch = _parse(body)
+        messages, batch = _parse(body, self.settings_.max_batch)
         session_id = self.request.headers.get(SESSION_HEADER)
 
         if (
@@ -217,21 +218,23 @@ class McpHandler(BaseHandler):
             self.set_status(202)
             self.finish()
             return
-        self._reply = Reply(session, self, batch=batch)
-        await session.serve(requests, self._reply)
+        with hosted.admit(len(requests), session):
+            self._reply = Reply(session, self, batch=batch)
+            await session.serve(requests, self._reply)
         self._finish_json()
 
     async def _open_session(self, hosted: HostedServer, request: JSONRPCRequest) -> None:
         principal = self._principal()
         hosted.authorize(principal)
         await hosted.ready()
-        session = await hosted.open_session(principal)
-        self.set_header(SESSION_HEADER, session.id)
-        self._reply = Reply(session, self, batch=False)
-        if not await session.serve([request], self._reply):
-            # A refused handshake leaves no session behind.
-            await hosted.end_session(session)
-            self.clear_header(SESSION_HEADER)
+        with hosted.admit(1):
+            session = await hosted.open_session(principal)
+            self.set_header(SESSION_HEADER, session.id)
+            self._reply = Reply(session, self, batch=False)
+            if not await session.serve([request], self._reply):
+                # A refused handshake leaves no session behind.
+                await hosted.end_session(session)
+                self.clear_header(SESSION_HEADER)
         self._finish_json()
 
     async def _serve_stateless(self, hosted: HostedServer, body: bytes) -> None:
@@ -239,10 +242,7 @@ class McpHandler(BaseHandler):
         principal = self._principal()
         hosted.authorize(principal)
         await hosted.ready()
-        try:
-            decoded = json.loads(body)
-        except (ValueError, RecursionError):
-            raise ParseError("Parse error: body is not valid JSON") from None
+        decoded = _loads(body)
         if isinstance(decoded, dict) and "id" not in decoded:
             try:
                 JSONRPCNotification.model_validate(decoded)
@@ -252,12 +252,13 @@ class McpHandler(BaseHandler):
             self.set_status(202)
             self.finish()
             return
+        _check_ids([decoded])
         try:
             request = JSONRPCRequest.model_validate(decoded)
         except ValidationError:
             raise BadRequest("Body must be a single JSON-RPC request or notification object") from None
         refusal = None
-        with anyio.CancelScope() as self._scope:  # closing the response is how a client cancels
+        with hosted.admit(1), anyio.CancelScope() as self._scope:  # closing the response is how a client cancels
             refusal = await stateless.serve(hosted, principal, request, decoded, self.request.headers.get_all(), self)
         if refusal is not None and not self._gone:
             self.respond_json(dumps(refusal), stateless.status_of(refusal["error"]))
@@ -286,13 +287,13 @@ class McpHandler(BaseHandler):
                 stream, replay_after = resumed, int(last_event_id)
         if stream.attached and replay_after is None:  # a resume (Last-Event-ID) takes the stream over
             raise Conflict("this session already has an open stream")
-        self._stream_done = asyncio.get_running_loop().create_future()
         self.begin_stream()
+        assert self._sse is not None
         self._detach = lambda: stream.detach(self)
         stream.attach(self, replay_after=replay_after)
         if replay_after is None and session.primes_streams:
             stream.prime()
-        await self._stream_done
+        await self._sse.done
 
     # -- DELETE ---------------------------------------------------------------------------
 
@@ -310,80 +311,104 @@ class McpHandler(BaseHandler):
         self._json_body, self._json_status = body, status
 
     def begin_stream(self) -> None:
-        self.set_status(200)
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to hold events back
-        self._send()
-        self._keepalive = tornado.ioloop.PeriodicCallback(self._ping, self.settings_.sse_keepalive_interval * 1000)
-        self._keepalive.start()
+        self._sse = SseResponse(
+            self,
+            keepalive_interval=self.settings_.sse_keepalive_interval,
+            max_buffer_bytes=self.settings_.sse_max_buffer_bytes,
+            max_lag=self.settings_.sse_max_lag,
+            on_drop=self.on_connection_close,
+            label=self.path_args[0],
+        )
+        self._sse.begin()
 
-    def write_frame(self, chunk: bytes) -> bool:
-        if self._gone or self._finished:
-            return False
-        self.write(chunk)
-        self._send()
-        return True
+    def write_frame(self, chunk: bytes, *, replay: bool = False) -> bool:
+        return self._sse is not None and self._sse.write_frame(chunk, replay=replay)
 
     def end_stream(self) -> None:
-        self._stop_keepalive()
-        if not self._finished and not self._gone:
-            self.finish()
-        if self._stream_done is not None and not self._stream_done.done():
-            self._stream_done.set_result(None)
-
-    def _ping(self) -> None:
-        if not self.write_frame(KEEPALIVE_FRAME):
-            self._stop_keepalive()
-
-    def _send(self) -> None:
-        future = self.flush()
-        # A client that left fails this write; on_connection_close does the cleanup.
-        future.add_done_callback(lambda f: f.exception())
-
-    def _stop_keepalive(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.stop()
-            self._keepalive = None
+        if self._sse is not None:
+            self._sse.end()
 
     def on_connection_close(self) -> None:
         """The client left: free its stream at once (a resume can pick the events up)."""
+        super().on_connection_close()  # resolves a body still being read, so nothing waits on it
+        if self._gone:
+            return
         self._gone = True
-        self._stop_keepalive()
+        if self._sse is not None:
+            self._sse.lost()
         if self._scope is not None:
             self._scope.cancel()
         if self._reply is not None:
             self._reply.detach()
         if self._detach is not None:
             self._detach()
-        if self._stream_done is not None and not self._stream_done.done():
-            self._stream_done.set_result(None)
 
     def on_finish(self) -> None:
-        self._stop_keepalive()
-        name = self.path_args[0] if self.path_args else ""
+        if self._sse is not None:
+            self._sse.lost()  # finished on some other path (an error): the keepalive stops
+        # No path_args when Tornado refused the request before routing it (an unknown method: 405).
+        path_args = getattr(self, "path_args", None)
+        name = path_args[0] if path_args else ""
         self.counter.count(name if name in self.registry else "(unknown)", self.request.method or "", self.get_status())
 
 
-def _parse(body: bytes) -> tuple[list[Any], bool]:
+def _parse(body: bytes, max_batch: int) -> tuple[list[Any], bool]:
     """The body's JSON-RPC messages, validated with `mcp_types`, and whether it was a batch."""
-    if body[:1].lstrip() == b"[" or body.lstrip()[:1] == b"[":
-        try:
-            raw = pydantic_core.from_json(body)
-        except ValueError as exc:
-            raise ParseError(f"Parse error: {exc}") from None
-        if not raw:
-            raise BadRequest("empty batch")
-        try:
-            return [jsonrpc_message_adapter.validate_python(item, by_name=False) for item in raw], True
-        except ValidationError:
-            raise BadRequest("Invalid Request: not a JSON-RPC 2.0 message") from None
+    raw = _loads(body)
+    batch = isinstance(raw, list)
+    items = raw if batch else [raw]
+    if not items:
+        raise BadRequest("Invalid Request: empty batch")
+    if len(items) > max_batch:
+        raise BadRequest(f"Invalid Request: a batch of {len(items)} messages; the limit is {max_batch}")
+    _check_ids(items)
     try:
-        return [jsonrpc_message_adapter.validate_json(body, by_name=False)], False
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise ParseError("Parse error: body is not valid JSON") from None
+        return [jsonrpc_message_adapter.validate_python(item, by_name=False) for item in items], batch
+    except ValidationError:
         raise BadRequest("Invalid Request: not a JSON-RPC 2.0 message") from None
+
+
+def _loads(body: bytes) -> Any:
+    """Strict JSON: NaN and Infinity are not JSON, and a number too large for a float is refused
+    rather than turned into one."""
+    try:
+        value = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        raise ParseError(f"Parse error: {exc}") from None
+    if _HUGE_NUMBER.search(body) and not _finite(value):
+        raise BadRequest("Invalid Request: a number out of range")
+    return value
+
+
+# A float literal that may overflow: an exponent of three digits or more, or 300+ digits in a row.
+_HUGE_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{300}")
+_MAX_DEPTH = 256
+
+
+def _finite(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth > _MAX_DEPTH:
+        return True  # deeper than any schema we serve; the validators refuse it
+    if isinstance(value, dict):
+        return all(_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v, depth + 1) for v in value)
+    return True
+
+
+def _check_ids(items: list[Any]) -> None:
+    """JSON-RPC ids are strings or integers (MCP: "MUST be a string or integer", never null);
+    only an error answer to a message we could not read may carry a null id."""
+    for item in items:
+        if not isinstance(item, dict) or "id" not in item:
+            continue
+        request_id = item["id"]
+        if isinstance(request_id, str) or (isinstance(request_id, int) and not isinstance(request_id, bool)):
+            continue
+        if request_id is None and "error" in item and "method" not in item:
+            continue
+        raise BadRequest("Invalid Request: an id must be a string or an integer")
 
 
 __all__ = ["McpHandler", "ErrorData"]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mcp_tornado.auth import ApiKeys, Principal, require_server
 from mcp_tornado.backends.base import Backend
-from mcp_tornado.errors import Forbidden, Unavailable
+from mcp_tornado.errors import Forbidden, TooManyRequests, Unavailable
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport.sessions import Session, SessionRegistry
@@ -26,6 +27,12 @@ class HostedServer:
         self.api_keys = ApiKeys(spec.api_keys)
         self.sessions = SessionRegistry(settings.max_sessions_per_server, settings.max_sessions_per_user)
         self._event_buffer_size = settings.event_buffer_size
+        self._event_buffer_bytes = settings.event_buffer_bytes
+        self._max_in_flight = settings.max_in_flight_per_server
+        self._max_in_flight_per_session = settings.max_in_flight_per_session
+        self.in_flight = 0  # requests being served, on every session and stateless
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._ending: set[asyncio.Task[None]] = set()  # sessions being ended by their expiry timers
         backend.publish = self.publish
 
@@ -38,13 +45,46 @@ class HostedServer:
         if session is not None:
             await self.backend.session_ready(session.id)
 
+    @contextlib.contextmanager
+    def admit(self, count: int, session: Session | None = None) -> Iterator[None]:
+        """Count `count` requests in flight while the block runs; raises `TooManyRequests` (429)
+        when they would take the server, or `session`, past its cap."""
+        if self.in_flight + count > self._max_in_flight:
+            raise TooManyRequests(f"{self.name} has {self.in_flight} requests in flight (limit {self._max_in_flight})")
+        if session is not None and session.admitted + count > self._max_in_flight_per_session:
+            raise TooManyRequests(
+                f"this session has {session.admitted} requests in flight (limit {self._max_in_flight_per_session})"
+            )
+        self.in_flight += count
+        if session is not None:
+            session.admitted += count
+        self._drained.clear()
+        try:
+            yield
+        finally:
+            self.in_flight -= count
+            if session is not None:
+                session.admitted -= count
+            if not self.in_flight:
+                self._drained.set()
+
+    async def drained(self) -> None:
+        """Return once no request is in flight."""
+        await self._drained.wait()
+
     def authorize(self, principal: Principal) -> None:
         """Raises `Forbidden` unless the token opens this server."""
         require_server(principal, self.name, self.api_keys)
 
     async def open_session(self, principal: Principal) -> Session:
         """A new session; raises `Unavailable` when the backend cannot take one now."""
-        session = Session(self.name, self.backend, principal, event_buffer_size=self._event_buffer_size)
+        session = Session(
+            self.name,
+            self.backend,
+            principal,
+            event_buffer_size=self._event_buffer_size,
+            event_buffer_bytes=self._event_buffer_bytes,
+        )
         await self.backend.session_opened(session.id)
         session.set_backend(self.backend)  # its init_options may only be known now (an upstream's)
         if principal.expires_at is not None:
@@ -114,6 +154,7 @@ class HostedServer:
         for session in self.sessions:
             await self.end_session(session)
         await self.backend.stop()
+        self._drained.set()  # nothing left to wait for
 
     def describe(self) -> dict[str, Any]:
         """Status for `/health` and the management API: no keys, no hashes, no tokens."""

@@ -32,7 +32,8 @@ STATELESS_REPLAY = 1
 
 
 def dumps(message: Any) -> bytes:
-    return pydantic_core.to_json(message)
+    """JSON for the wire; a NaN or an infinity (not JSON) that reached this far leaves as null."""
+    return pydantic_core.to_json(message, inf_nan_mode="null")
 
 
 class ReplySink(Sink, Protocol):

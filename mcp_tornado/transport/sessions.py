@@ -58,11 +58,19 @@ FINISHED_STREAMS_KEPT = 32
 class Session:
     """One client's MCP session on one hosted server."""
 
-    def __init__(self, server_name: str, backend: Backend, principal: Principal, *, event_buffer_size: int) -> None:
+    def __init__(
+        self,
+        server_name: str,
+        backend: Backend,
+        principal: Principal,
+        *,
+        event_buffer_size: int,
+        event_buffer_bytes: int | None = None,
+    ) -> None:
         self.id = secrets.token_urlsafe(SESSION_ID_BYTES)
         self.server_name = server_name
         self.principal = principal
-        self.events = EventBuffer(event_buffer_size)
+        self.events = EventBuffer(event_buffer_size, event_buffer_bytes)
         self.standalone = EventStream("get", self.events)
         self.connection = Connection.for_loop(_StandaloneOutbound(self), session_id=self.id)
         self.runner: ServerRunner[Any] = ServerRunner(backend.server, self.connection, backend.lifespan_state)
@@ -71,6 +79,7 @@ class Session:
         # Handed to every request unchanged: who is calling does not change within a session.
         self.metadata = ServerMessageMetadata(request_context=RequestInfo(self.id, principal, server_name))
         self.in_flight: dict[RequestId, Exchange] = {}
+        self.admitted = 0  # requests counted against the in-flight cap (see HostedServer.admit)
         self._streams: dict[str, EventStream] = {}
         self._stream_ids = itertools.count(1)
         self._pending: dict[RequestId, asyncio.Future[Any]] = {}

@@ -15,8 +15,6 @@ import itertools
 from collections.abc import Iterator
 from typing import Protocol
 
-KEEPALIVE_FRAME = b": keepalive\n\n"
-
 
 def frame(event_id: int, data: bytes) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (event_id, data)
@@ -25,8 +23,9 @@ def frame(event_id: int, data: bytes) -> bytes:
 class Sink(Protocol):
     """Where an SSE stream's bytes go: an open HTTP response."""
 
-    def write_frame(self, chunk: bytes) -> bool:
-        """Write and flush one frame; False when the client is gone (the stream then detaches)."""
+    def write_frame(self, chunk: bytes, *, replay: bool = False) -> bool:
+        """Send one frame (`replay`: one the buffer already held); False when the client is gone
+        or was dropped for falling behind (the stream then detaches)."""
         ...
 
     def end_stream(self) -> None:
@@ -35,16 +34,22 @@ class Sink(Protocol):
 
 
 class EventBuffer:
-    """The last `size` events of a session, in order, for replay."""
+    """The last `size` events of a session, at most `max_bytes` of them, in order, for replay."""
 
-    def __init__(self, size: int) -> None:
-        self._events: collections.deque[tuple[int, str, bytes]] = collections.deque(maxlen=size)
+    def __init__(self, size: int, max_bytes: int | None = None) -> None:
+        self._events: collections.deque[tuple[int, str, bytes]] = collections.deque()
+        self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._ids = itertools.count(1)
 
     def add(self, stream_key: str, data: bytes) -> tuple[int, bytes]:
         event_id = next(self._ids)
         chunk = frame(event_id, data)
         self._events.append((event_id, stream_key, chunk))
+        self._bytes += len(chunk)
+        while len(self._events) > self._size or (self._max_bytes is not None and self._bytes > self._max_bytes):
+            self._bytes -= len(self._events.popleft()[2])
         return event_id, chunk
 
     def stream_of(self, event_id: int) -> str | None:
@@ -83,7 +88,7 @@ class EventStream:
             previous.end_stream()
         if replay_after is not None:
             for chunk in self._buffer.after(replay_after, self.key):
-                if not self._write(chunk):
+                if not self._write(chunk, replay=True):
                     return
         if self.finished:
             self.end()
@@ -108,11 +113,11 @@ class EventStream:
         if sink is not None:
             sink.end_stream()
 
-    def _write(self, chunk: bytes) -> bool:
+    def _write(self, chunk: bytes, *, replay: bool = False) -> bool:
         sink = self._sink
         if sink is None:
             return False
-        if sink.write_frame(chunk):
+        if sink.write_frame(chunk, replay=replay):
             return True
         self._sink = None
         return False

@@ -101,3 +101,34 @@ def spawn_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
             gateway.proc.wait()
         if gateway.proc.stdout is not None:
             gateway.proc.stdout.close()
+
+
+def wait_until(check: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.05, message: str = "") -> object:
+    """Poll `check()` (sync) until truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, message or f"condition not met within {timeout} s"
+        time.sleep(interval)
+
+
+def raw_request(port: int, data: bytes, *, read: bool = True, timeout: float = 5.0) -> bytes:
+    """Send `data` on a fresh connection and return what comes back until the server closes or
+    `timeout` passes (nothing is read when `read` is False)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if not read:
+            return b""
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks) and b"Connection: close" not in b"".join(chunks):
+                    break
+        except TimeoutError:
+            pass
+        return b"".join(chunks)

@@ -1,0 +1,192 @@
+"""`SseResponse`: one Server-Sent Events response on a Tornado handler, with backpressure.
+
+An explicit lifecycle, as aiohttp's `StreamResponse` has: `begin()` sends the headers, then
+`write_frame()` any number of times, then `end()`; writing before `begin()` is a bug and
+raises. The client going away (`lost()`) or being dropped ends it early; `done` resolves
+either way.
+
+Backpressure: at most `HIGH_WATER` bytes are handed to Tornado beyond what the socket has
+taken; frames past that wait in a queue of references (the same bytes the session's event
+buffer holds, so waiting costs no copy). A reader is dropped (its connection closed; its
+events stay in the session's buffer for a `Last-Event-ID` resume) when live frames waiting
+for it pass `max_buffer_bytes`, or when a frame has waited `max_lag` seconds. Replayed frames
+do not count against the bytes (they are the event buffer's own, already bounded), only
+against the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import tornado.ioloop
+import tornado.web
+
+logger = logging.getLogger(__name__)
+
+KEEPALIVE_FRAME = b": keepalive\n\n"
+# Bytes handed to Tornado (and so copied into its write buffer) beyond what the socket took.
+HIGH_WATER = 64 * 1024
+
+
+class State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    ENDING = "ending"  # end() was called; queued frames are still going out
+    CLOSED = "closed"
+
+
+class SseResponse:
+    def __init__(
+        self,
+        handler: tornado.web.RequestHandler,
+        *,
+        keepalive_interval: float,
+        max_buffer_bytes: int,
+        max_lag: float,
+        on_drop: Callable[[], None],
+        label: str = "",
+    ) -> None:
+        """`on_drop()` runs after a reader is dropped: Tornado does not call the handler's
+        `on_connection_close` for a connection the server closed itself."""
+        self._handler = handler
+        self._on_drop = on_drop
+        self._keepalive_interval = keepalive_interval
+        self._max_buffer_bytes = max_buffer_bytes
+        self._max_lag = max_lag
+        self._label = label
+        self.state = State.NEW
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._keepalive: tornado.ioloop.PeriodicCallback | None = None
+        self._queue: collections.deque[tuple[float, bytes, bool]] = collections.deque()
+        self._queued_live = 0  # bytes of queued frames that are not replays
+        self._in_tornado: collections.deque[tuple[float, int]] = collections.deque()  # (oldest, size) per flush
+        self._unsent = 0  # bytes handed to Tornado that the socket has not taken
+
+    @property
+    def open(self) -> bool:
+        return self.state is State.OPEN
+
+    def begin(self) -> None:
+        """Send the status and headers; start the keepalive."""
+        if self.state is not State.NEW:
+            raise RuntimeError(f"begin() on an SSE response that is {self.state.value}")
+        handler = self._handler
+        handler.set_status(200)
+        handler.set_header("Content-Type", "text/event-stream")
+        handler.set_header("Cache-Control", "no-cache")
+        handler.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to hold events back
+        self.state = State.OPEN
+        handler.flush().add_done_callback(_consume)
+        self._keepalive = tornado.ioloop.PeriodicCallback(self._ping, self._keepalive_interval * 1000)
+        self._keepalive.start()
+
+    def write_frame(self, chunk: bytes, *, replay: bool = False) -> bool:
+        """Queue one frame; False when the response is over (the client left or was dropped)."""
+        if self.state is State.NEW:
+            raise RuntimeError("write_frame() before begin()")
+        if self.state is not State.OPEN:
+            return False
+        if self._behind():
+            logger.info(
+                "%s: dropping an SSE reader that fell behind (%d bytes waiting)",
+                self._label,
+                self._queued_live + self._unsent,
+            )
+            self._drop()
+            return False
+        self._queue.append((time.monotonic(), chunk, replay))
+        if not replay:
+            self._queued_live += len(chunk)
+        self._pump()
+        return True
+
+    def end(self) -> None:
+        """No more frames: finish the response once the queued ones are out."""
+        if self.state is State.NEW:
+            self.state = State.CLOSED
+            self._settle()
+            return
+        if self.state is not State.OPEN:
+            return
+        self.state = State.ENDING
+        self._stop_keepalive()
+        self._pump()
+
+    def lost(self) -> None:
+        """The connection closed under us: nothing more goes out."""
+        self.state = State.CLOSED
+        self._stop_keepalive()
+        self._queue.clear()
+        self._settle()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _behind(self) -> bool:
+        if self._queued_live > self._max_buffer_bytes:
+            return True
+        oldest = self._in_tornado[0][0] if self._in_tornado else self._queue[0][0] if self._queue else None
+        return oldest is not None and time.monotonic() - oldest > self._max_lag
+
+    def _pump(self) -> None:
+        """Hand queued frames to Tornado while the socket keeps up; finish an ending response."""
+        if self.state not in (State.OPEN, State.ENDING):
+            return
+        handler = self._handler
+        size, oldest = 0, None
+        while self._queue and self._unsent + size < HIGH_WATER:
+            queued_at, chunk, replay = self._queue.popleft()
+            if not replay:
+                self._queued_live -= len(chunk)
+            oldest = queued_at if oldest is None else oldest
+            handler.write(chunk)
+            size += len(chunk)
+        if size:
+            assert oldest is not None
+            self._unsent += size
+            self._in_tornado.append((oldest, size))
+            handler.flush().add_done_callback(self._flushed)
+        if self.state is State.ENDING and not self._queue and not self._unsent:
+            self.state = State.CLOSED
+            handler.finish()
+            self._settle()
+
+    def _flushed(self, future: Any) -> None:
+        if future.exception() is not None:
+            return  # the client left; lost() follows
+        _, size = self._in_tornado.popleft()
+        self._unsent -= size
+        self._pump()
+
+    def _ping(self) -> None:
+        if not self._queue and not self._unsent:
+            self.write_frame(KEEPALIVE_FRAME)
+        elif self._behind():
+            self.write_frame(KEEPALIVE_FRAME)  # only to drop the reader: the frame is not sent
+
+    def _drop(self) -> None:
+        """Close the connection of a reader that cannot keep up."""
+        connection = self._handler.request.connection
+        if connection is not None:
+            connection.close()  # type: ignore[attr-defined]
+        self.lost()
+        self._on_drop()
+
+    def _stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
+            self._keepalive = None
+
+    def _settle(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _consume(future: Any) -> None:
+    """A client that left fails its writes; the handler's on_connection_close cleans up."""
+    future.exception()

@@ -1,0 +1,172 @@
+"""`GatewayHTTPServer`: Tornado's `HTTPServer` with a bound on open connections.
+
+Every accepted connection costs a descriptor and some memory, so their number is capped.
+A connection is *idle* while it waits for a request's headers (a fresh one, a kept-alive one
+between requests, or a slowloris trickling half a header) and *busy* from the moment its
+headers are in until its response ends (an SSE stream stays busy). At the cap, a new
+connection takes the place of the longest-idle one; when none is idle it is closed at once,
+before Tornado allocates anything for it.
+
+The accept loop is ours (Tornado's `add_accept_handler` raises on `EMFILE`, so a process out
+of descriptors would spin and log a traceback per attempt): out of descriptors, it stops
+accepting for `ACCEPT_PAUSE` seconds and logs one warning.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import functools
+import logging
+import socket
+from typing import Any
+
+import tornado.httputil
+import tornado.ioloop
+import tornado.iostream
+from tornado.httpserver import HTTPServer
+
+logger = logging.getLogger(__name__)
+
+# Out of descriptors (or kernel memory): stop accepting this long, so the loop does not spin.
+ACCEPT_PAUSE = 0.1
+# Accepted per readiness event, as Tornado does (its listen backlog), so other work is not starved.
+ACCEPT_BATCH = 128
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class GatewayHTTPServer(HTTPServer):
+    """`HTTPServer(app, max_connections=N, ...)`; every other argument is Tornado's."""
+
+    def initialize(self, *args: Any, max_connections: int, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(*args, **kwargs)
+        self.max_connections = max_connections
+        self._open: set[tornado.iostream.IOStream] = set()
+        # Idle connections in the order they became idle: the first is the one to evict.
+        self._idle: collections.OrderedDict[tornado.iostream.IOStream, None] = collections.OrderedDict()
+        self._listening: dict[int, socket.socket] = {}
+        self.refused = 0
+        self.evicted = 0
+        self._exhausted = False
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    # -- accepting ------------------------------------------------------------------------
+
+    def add_sockets(self, sockets: Any) -> None:
+        loop = tornado.ioloop.IOLoop.current()
+        for sock in sockets:
+            self._listening[sock.fileno()] = sock
+            loop.add_handler(sock, functools.partial(self._accept, sock), tornado.ioloop.IOLoop.READ)
+
+    def stop(self) -> None:
+        loop = tornado.ioloop.IOLoop.current()
+        for sock in self._listening.values():
+            loop.remove_handler(sock)
+            sock.close()
+        self._listening.clear()
+        super().stop()
+
+    def _accept(self, sock: socket.socket, fd: Any, events: int) -> None:
+        for _ in range(ACCEPT_BATCH):
+            if sock.fileno() not in self._listening:
+                return  # stopped
+            try:
+                connection, address = sock.accept()
+            except BlockingIOError:
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                self._pause(sock, exc)
+                return
+            if self._exhausted:
+                self._exhausted = False
+                logger.info("accepting connections again")
+            if not self._make_room():
+                self.refused += 1
+                connection.close()  # refused before Tornado allocates anything for it
+                continue
+            stream = tornado.iostream.IOStream(
+                connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
+            )
+            self.handle_stream(stream, address)
+
+    def _pause(self, sock: socket.socket, exc: OSError) -> None:
+        loop = tornado.ioloop.IOLoop.current()
+        loop.remove_handler(sock)
+        if not self._exhausted:  # one line per episode, not per failed accept
+            self._exhausted = True
+            logger.warning("out of descriptors (%s): accepting again as connections close", exc.strerror)
+
+        def resume() -> None:
+            if sock.fileno() in self._listening:
+                loop.add_handler(sock, functools.partial(self._accept, sock), tornado.ioloop.IOLoop.READ)
+
+        loop.call_later(ACCEPT_PAUSE, resume)
+
+    def _make_room(self) -> bool:
+        """True when one more connection fits, evicting the longest-idle one if need be."""
+        if len(self._open) < self.max_connections:
+            return True
+        if not self._idle:
+            return False
+        oldest, _ = self._idle.popitem(last=False)
+        self.evicted += 1
+        oldest.close()  # on_close forgets it
+        self._open.discard(oldest)
+        return True
+
+    # -- tracking -------------------------------------------------------------------------
+
+    def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
+        self._open.add(stream)
+        self._idle[stream] = None
+        super().handle_stream(stream, address)
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        # Called when the connection starts reading the next request: it waits for headers.
+        stream = getattr(server_conn, "stream", None)
+        if stream in self._open:
+            self._idle[stream] = None
+            self._idle.move_to_end(stream)
+        return _Busy(super().start_request(server_conn, request_conn), self._idle, stream)
+
+    def on_close(self, server_conn: object) -> None:
+        stream = getattr(server_conn, "stream", None)
+        self._open.discard(stream)
+        self._idle.pop(stream, None)  # type: ignore[arg-type]
+        super().on_close(server_conn)
+
+
+class _Busy(tornado.httputil.HTTPMessageDelegate):
+    """Marks its connection busy once a request's headers are in."""
+
+    def __init__(
+        self,
+        inner: tornado.httputil.HTTPMessageDelegate,
+        idle: collections.OrderedDict[Any, None],
+        stream: Any,
+    ) -> None:
+        self._inner = inner
+        self._idle = idle
+        self._stream = stream
+
+    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
+        self._idle.pop(self._stream, None)
+        return self._inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        return self._inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self._inner.finish()
+
+    def on_connection_close(self) -> None:
+        self._inner.on_connection_close()
