@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mcp_tornado import __version__, auth
+from mcp_tornado import __version__, auth, logs
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting import spec as specs
 from mcp_tornado.hosting.registry import ServerRegistry, is_definition
@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         environ, host=args.host, port=args.port, servers_dir=args.servers_dir, dev=args.dev or None
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.install(logging.getLogger())  # clients can make us log at will: repeated lines are rate-limited
     if settings.jwt_secret and len(settings.jwt_secret.encode()) < auth.MIN_SECRET_BYTES:
         logging.getLogger("mcp_tornado").warning(
             "JWT_SECRET is shorter than %d bytes; HS256 wants at least that much (RFC 7518 3.2)", auth.MIN_SECRET_BYTES

@@ -39,6 +39,9 @@ class Backend:
         # (all of them when `session_ids` is None) on their GET streams.
         self.publish: Publish | None = None
         self.lifespan_state: Any = {}
+        # Seconds the transport gives any one request to this backend (None: the backend bounds
+        # its own handlers). For servers whose handlers we cannot reach into, such as `app:`.
+        self.request_timeout: float | None = None
         self.state = "stopped"
         self.last_error: str | None = None
         changed = NotificationOptions(

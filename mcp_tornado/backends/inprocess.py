@@ -180,11 +180,18 @@ class InProcessBackend(Backend):
         tool = self._tools.get(name)
         if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
-        if not tool.validator.is_valid(arguments):
-            problem = jsonschema.exceptions.best_match(tool.validator.iter_errors(arguments))
-            assert problem is not None
-            where = "/".join(str(p) for p in problem.absolute_path)
-            return _error_result(f"Invalid arguments{f' at {where}' if where else ''}: {problem.message}")
+        if _larger_than(arguments, OFF_LOOP_ELEMENTS):
+            # Checking a million-item argument takes seconds: on the pool, the loop keeps serving.
+            try:
+                problem = await self._handlers.run(_problem, tool.validator, arguments, timeout=self.spec.timeout)
+            except (TimeoutError, PoolExhausted) as exc:
+                return _error_result(
+                    f"Tool {name} was not run: its arguments could not be checked ({exc or 'timeout'})"
+                )
+        else:
+            problem = _problem(tool.validator, arguments)
+        if problem is not None:
+            return _error_result(problem)
         try:
             value = await self._invoke(tool.fn, tool.is_async, arguments, ctx)
         except TimeoutError:
@@ -344,6 +351,37 @@ def _load(
 def _is_async(fn: Callable[..., Any]) -> bool:
     """Whether calling `fn` gives a coroutine (a plain async function, or an object with an async `__call__`)."""
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def _problem(validator: jsonschema.protocols.Validator, arguments: Any) -> str | None:
+    """What is wrong with `arguments`, for the client; None when they are valid."""
+    if validator.is_valid(arguments):
+        return None
+    problem = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    assert problem is not None
+    where = "/".join(str(p) for p in problem.absolute_path)
+    return f"Invalid arguments{f' at {where}' if where else ''}: {problem.message}"
+
+
+# Arguments with more values than this are validated on the server's pool, off the event loop.
+OFF_LOOP_ELEMENTS = 2_000
+
+
+def _larger_than(value: Any, limit: int) -> bool:
+    """Whether `value` holds more than `limit` values; looks at no more than `limit` of them."""
+    budget = limit
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        budget -= len(item)
+        if budget < 0:
+            return True
+        pending.extend(v for v in item if isinstance(v, dict | list))
+    return False
 
 
 def _validator(schema: Any) -> jsonschema.protocols.Validator:

@@ -38,6 +38,7 @@ class SdkAppBackend(Backend):
             raise DefinitionError(spec.source, _line(spec), problem, field="app")
         super().__init__(server)
         self._app = app
+        self.request_timeout = spec.timeout
         self.modules = frozenset({spec.app.partition(":")[0]})
         self._lifespan: contextlib.AsyncExitStack | None = None
 

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp import ClientSession
 from mcp.server.context import ServerRequestContext
@@ -149,7 +150,12 @@ class UpstreamBackend(Backend):
 
     def _forward(self, call: Callable[[ClientSession, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def handler(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
-            return await self._upstream(ctx, lambda client: call(client, params))
+            try:
+                with anyio.fail_after(self.spec.timeout):  # a hung upstream holds no request for ever
+                    return await self._upstream(ctx, lambda client: call(client, params))
+            except TimeoutError:
+                message = f"{self.spec.name} did not answer within {self.spec.timeout:g} s"
+                raise MCPError(code=REQUEST_TIMEOUT, message=message) from None
 
         return handler
 

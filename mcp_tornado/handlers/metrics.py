@@ -8,6 +8,7 @@ from a request path), so a scanner cannot blow up the label space.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.hosting.registry import ServerRegistry
@@ -30,48 +31,68 @@ def _labels(**labels: object) -> str:
     return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
 
 
+def _family(name: str, kind: str, help_: str, samples: Iterable[tuple[str, object]]) -> list[str]:
+    """One metric's HELP and TYPE, then all of its samples together, as the text format wants."""
+    return [
+        f"# HELP {name} {help_}",
+        f"# TYPE {name} {kind}",
+        *(f"{name}{labels} {value}" for labels, value in samples),
+    ]
+
+
 def exposition(registry: ServerRegistry, counter: RequestCounter) -> str:
-    lines = [
-        "# HELP mcp_tornado_http_requests_total MCP route requests by server, HTTP method and status.",
-        "# TYPE mcp_tornado_http_requests_total counter",
+    requests = [
+        (_labels(server=server, method=method, status=status), value)
+        for (server, method, status), value in sorted(counter.counts.items())
     ]
-    for (server, method, status), value in sorted(counter.counts.items()):
-        lines.append(f"mcp_tornado_http_requests_total{_labels(server=server, method=method, status=status)} {value}")
-    lines += [
-        "# HELP mcp_tornado_sessions Live sessions per hosted server.",
-        "# TYPE mcp_tornado_sessions gauge",
-        "# HELP mcp_tornado_server_up 1 when the server's backend can take requests.",
-        "# TYPE mcp_tornado_server_up gauge",
-        "# HELP mcp_tornado_backend_restarts_total Restarts of a server's child process or upstream link.",
-        "# TYPE mcp_tornado_backend_restarts_total counter",
-    ]
-    threaded = []  # (labels, describe()) of the servers that run sync handlers on threads
-    for hosted in registry:
-        info = hosted.backend.describe()
-        up = 0 if info["state"] in ("restarting", "crashed") else 1
-        labels = _labels(server=hosted.name, kind=info["kind"])
-        lines.append(f"mcp_tornado_sessions{labels} {len(hosted.sessions)}")
-        lines.append(f"mcp_tornado_server_up{labels} {up}")
-        lines.append(f"mcp_tornado_backend_restarts_total{labels} {info.get('restarts') or 0}")
-        if "abandoned_threads" in info:
-            threaded.append((labels, info))
-    lines += [
-        "# HELP mcp_tornado_abandoned_threads Sync handler threads still running past their timeout, per server.",
-        "# TYPE mcp_tornado_abandoned_threads gauge",
-    ]
-    lines += [f"mcp_tornado_abandoned_threads{labels} {info['abandoned_threads']}" for labels, info in threaded]
-    lines += [
-        "# HELP mcp_tornado_abandoned_threads_total Sync handler threads written off after a timeout, per server.",
-        "# TYPE mcp_tornado_abandoned_threads_total counter",
-    ]
-    lines += [
-        f"mcp_tornado_abandoned_threads_total{labels} {info['abandoned_threads_total']}" for labels, info in threaded
-    ]
-    lines += [
-        "# HELP mcp_tornado_definition_problems Definition files that fail validation.",
-        "# TYPE mcp_tornado_definition_problems gauge",
-        f"mcp_tornado_definition_problems {len(registry.problems)}",
-    ]
+    lines = _family(
+        "mcp_tornado_http_requests_total", "counter", "MCP route requests by server, HTTP method and status.", requests
+    )
+    servers = [(hosted, hosted.backend.describe()) for hosted in registry]
+    per_server = [(_labels(server=hosted.name, kind=info["kind"]), hosted, info) for hosted, info in servers]
+    threaded = [(labels, info) for labels, _, info in per_server if "abandoned_threads" in info]
+    lines += _family(
+        "mcp_tornado_sessions",
+        "gauge",
+        "Live sessions per hosted server.",
+        [(labels, len(hosted.sessions)) for labels, hosted, _ in per_server],
+    )
+    lines += _family(
+        "mcp_tornado_requests_in_flight",
+        "gauge",
+        "JSON-RPC requests being served per hosted server.",
+        [(labels, hosted.in_flight) for labels, hosted, _ in per_server],
+    )
+    lines += _family(
+        "mcp_tornado_server_up",
+        "gauge",
+        "1 when the server's backend can take requests.",
+        [(labels, 0 if info["state"] in ("restarting", "crashed") else 1) for labels, _, info in per_server],
+    )
+    lines += _family(
+        "mcp_tornado_backend_restarts_total",
+        "counter",
+        "Restarts of a server's child process or upstream link.",
+        [(labels, info.get("restarts") or 0) for labels, _, info in per_server],
+    )
+    lines += _family(
+        "mcp_tornado_abandoned_threads",
+        "gauge",
+        "Sync handler threads still running past their timeout, per server.",
+        [(labels, info["abandoned_threads"]) for labels, info in threaded],
+    )
+    lines += _family(
+        "mcp_tornado_abandoned_threads_total",
+        "counter",
+        "Sync handler threads written off after a timeout, per server.",
+        [(labels, info["abandoned_threads_total"]) for labels, info in threaded],
+    )
+    lines += _family(
+        "mcp_tornado_definition_problems",
+        "gauge",
+        "Definition files that fail validation.",
+        [("", len(registry.problems))],
+    )
     return "\n".join(lines) + "\n"
 
 

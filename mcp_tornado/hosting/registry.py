@@ -82,9 +82,9 @@ class ServerRegistry:
         key = path.resolve()
         source = str(path)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            self._fail(source, DefinitionError(source, None, f"cannot read: {exc}"))
+            data = specs.read_definition(path)  # a regular file of bounded size, never a blocking read
+        except DefinitionError as exc:
+            self._fail(source, exc)
             return None
         digest = hashlib.sha256(data).hexdigest()
         previous = self._sources.get(key)
@@ -117,7 +117,12 @@ class ServerRegistry:
     def build_backend(self, spec: specs.ServerSpec) -> Backend:
         """The backend a spec asks for, with every handler imported. Raises `DefinitionError`."""
         if spec.backend == "inprocess":
-            return InProcessBackend(spec, search_path=self.directory, threads=self.settings.handler_threads)
+            return InProcessBackend(
+                spec,
+                search_path=self.directory,
+                threads=self.settings.handler_threads,
+                max_abandoned=self.settings.max_abandoned_threads,
+            )
         if spec.backend == "app":
             return SdkAppBackend(spec, search_path=self.directory)
         if spec.backend == "command":
@@ -173,6 +178,13 @@ class ServerRegistry:
             await hosted.stop()
             logger.info("%s: removed", name)
 
+    async def drained(self) -> None:
+        """Return once no server has a call in flight."""
+        await asyncio.gather(*(hosted.drained() for hosted in self))
+
     async def stop(self) -> None:
-        for hosted in self:
-            await self.remove(hosted.name)
+        """Remove every server at once (their children stop side by side, not one after another)."""
+        async with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+            self._sources.clear()
+        await asyncio.gather(*(hosted.stop() for hosted in servers), return_exceptions=True)

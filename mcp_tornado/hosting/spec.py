@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -22,6 +24,8 @@ from mcp_tornado.errors import DefinitionError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # use with fullmatch
 _SHA256_ENTRY = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
+# A definition is a few KB of YAML; anything past this is a mistake or an attack on memory.
+MAX_DEFINITION_BYTES = 1024 * 1024
 
 SCHEMA: dict[str, Any] = json.loads(
     resources.files("mcp_tornado").joinpath("schema/server.schema.json").read_text(encoding="utf-8")
@@ -95,11 +99,43 @@ class ServerSpec:
     lines: Mapping[Path_, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
+def read_definition(path: Path) -> bytes:
+    """A definition file's bytes, read without ever blocking. Raises `DefinitionError`.
+
+    Only a regular file of at most `MAX_DEFINITION_BYTES` is read: a FIFO (or a device) named
+    `x.yaml` would block a plain read forever, so it is opened non-blocking, looked at with
+    `fstat`, and refused unread (`not a regular file`).
+    """
+    source = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DefinitionError(source, None, f"cannot read: {exc}") from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise DefinitionError(source, 1, "not a regular file")
+        too_large = DefinitionError(source, 1, f"larger than {MAX_DEFINITION_BYTES} bytes")
+        if status.st_size > MAX_DEFINITION_BYTES:
+            raise too_large
+        chunks, size = [], 0
+        while chunk := os.read(fd, MAX_DEFINITION_BYTES + 1 - size):  # the file may grow after fstat
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_DEFINITION_BYTES:
+                raise too_large
+        return b"".join(chunks)
+    except OSError as exc:
+        raise DefinitionError(source, None, f"cannot read: {exc}") from None
+    finally:
+        os.close(fd)
+
+
 def load_file(path: Path) -> ServerSpec:
     """Read and validate one definition file. Raises `DefinitionError` (`file:line: problem`)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_definition(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise DefinitionError(str(path), None, f"cannot read: {exc}") from None
     return parse(text, source=str(path), default_name=path.stem)
 

@@ -30,7 +30,15 @@ from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, ErrorData, JSONRPCNotification, JSONRPCRequest, RequestId
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    REQUEST_TIMEOUT,
+    ErrorData,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    RequestId,
+)
 from mcp_types.methods import serialize_server_result
 from mcp_types.version import LATEST_HANDSHAKE_VERSION, is_version_at_least
 from pydantic import ValidationError
@@ -109,6 +117,7 @@ class Session:
         self.runner.lifespan_state = backend.lifespan_state
         self.runner.init_options = backend.init_options
         self._fast_paths = _usable_fast_paths(backend.server, backend.fast_paths)
+        self._request_timeout = backend.request_timeout
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -133,11 +142,14 @@ class Session:
                     fast = self._fast_paths.get(request.method)
                     if fast is not None and self.connection.initialize_accepted:
                         result = await self._serve_fast(fast, exchange, request)
-                    else:
+                    elif self._request_timeout is None:
                         result = await self.runner.on_request(exchange, request.method, request.params)
+                    else:
+                        with anyio.fail_after(self._request_timeout):
+                            result = await self.runner.on_request(exchange, request.method, request.params)
                     message = {"jsonrpc": "2.0", "id": request.id, "result": result}
                 except Exception as exc:
-                    message = {"jsonrpc": "2.0", "id": request.id, "error": _error_of(exc)}
+                    message = {"jsonrpc": "2.0", "id": request.id, "error": self._error_of(exc)}
         finally:
             exchange.closed = True
             if self.in_flight.get(key) is exchange:
@@ -152,6 +164,12 @@ class Session:
             }
         reply.respond(message)
         return "result" in message
+
+    def _error_of(self, exc: Exception) -> dict[str, Any]:
+        """The wire error for a handler's exception; internals never reach the wire (the log has them)."""
+        if isinstance(exc, TimeoutError) and self._request_timeout is not None:
+            return {"code": REQUEST_TIMEOUT, "message": f"no answer within {self._request_timeout:g} s"}
+        return modern_error_data(exc).model_dump(by_alias=True, mode="json", exclude_none=True)
 
     async def _serve_fast(self, fast: FastPath, exchange: Exchange, request: JSONRPCRequest) -> dict[str, Any]:
         """The hot path: the backend's own handler, with the context the SDK runner would build."""
@@ -257,11 +275,6 @@ class Session:
 def _usable_fast_paths(server: Server[Any], fast_paths: Mapping[str, FastPath] | None) -> Mapping[str, FastPath]:
     # Middleware must see every request, so a server that has any takes the SDK path only.
     return {} if server.middleware or not fast_paths else fast_paths
-
-
-def _error_of(exc: Exception) -> dict[str, Any]:
-    """The wire error for a handler's exception; internals never reach the wire (the log has them)."""
-    return modern_error_data(exc).model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 class _StandaloneOutbound:

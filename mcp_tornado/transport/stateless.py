@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import anyio
 from mcp.server.connection import Connection
 from mcp.server.runner import modern_error_data, serve_one
 from mcp.shared.inbound import (
@@ -24,7 +25,7 @@ from mcp.shared.inbound import (
 )
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import HEADER_MISMATCH, ErrorData, JSONRPCRequest
+from mcp_types import HEADER_MISMATCH, REQUEST_TIMEOUT, ErrorData, JSONRPCRequest
 
 from mcp_tornado.auth import Principal
 from mcp_tornado.caller import RequestInfo
@@ -90,19 +91,25 @@ async def serve(
     reply = Reply(None, sink, error_status=status_of)
     metadata = ServerMessageMetadata(request_context=RequestInfo(None, principal, hosted.name))
     exchange = StatelessExchange(reply, request.id, request.params, metadata)
+    timeout = hosted.backend.request_timeout
     try:
-        result = await serve_one(
-            server,
-            exchange,
-            request.method,
-            request.params,
-            connection=connection,
-            lifespan_state=hosted.backend.lifespan_state,
-        )
+        with anyio.fail_after(timeout):
+            result = await serve_one(
+                server,
+                exchange,
+                request.method,
+                request.params,
+                connection=connection,
+                lifespan_state=hosted.backend.lifespan_state,
+            )
         message = {"jsonrpc": "2.0", "id": request.id, "result": result}
     except Exception as exc:
-        error = modern_error_data(exc)
-        message = {"jsonrpc": "2.0", "id": request.id, "error": error.model_dump(mode="json", exclude_none=True)}
+        error: dict[str, Any]
+        if isinstance(exc, TimeoutError) and timeout is not None:
+            error = {"code": REQUEST_TIMEOUT, "message": f"no answer within {timeout:g} s"}
+        else:
+            error = modern_error_data(exc).model_dump(mode="json", exclude_none=True)
+        message = {"jsonrpc": "2.0", "id": request.id, "error": error}
     finally:
         exchange.closed = True
     reply.respond(message)

@@ -99,3 +99,51 @@ def test_a_dropped_reader_resumes_and_misses_nothing(spawn_gateway, servers_dir)
         "id": 7,
         "result": {"content": [{"type": "text", "text": f"done {steps} steps"}], "isError": False},
     }
+
+
+def test_the_shipped_calculator_with_a_million_numbers(spawn_gateway, tmp_path):
+    """The issue's own attack: `sum_slowly` of 10^6 numbers, `delay: 0`, a progress token, a
+    client that never reads. Checking a million-item argument runs off the event loop."""
+    import shutil
+
+    from tests.conftest import HERE
+
+    servers = tmp_path / "shipped"
+    shutil.copytree(HERE.parent / "servers.d", servers, ignore=shutil.ignore_patterns("__pycache__"))
+    gateway = spawn_gateway(servers, env=LIMITS)
+    url = f"{gateway.base_url}/calculator/mcp"
+    bearer = token("calculator", api_key="demo-key")
+    with httpx2.Client(timeout=10) as http:
+        session = http.post(url, json=init_body(), headers=headers(bearer)).headers["Mcp-Session-Id"]
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        http.post(url, json=note, headers=headers(session=session, version="2025-11-25"))
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "sum_slowly",
+            "arguments": {"numbers": [1] * 1_000_000, "delay": 0},
+            "_meta": {"progressToken": "p"},
+        },
+    }
+    body = json.dumps(call, separators=(",", ":")).encode()
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers(session=session, version="2025-11-25").items())
+    request = f"POST /calculator/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}Content-Length: {len(body)}\r\n\r\n"
+    before = gateway.rss_kb()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", gateway.port))
+    try:
+        sock.sendall(request.encode() + body)
+        peak = 0
+        with httpx2.Client(timeout=1) as http:
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                assert http.get(f"{gateway.base_url}/health").status_code == 200
+                peak = max(peak, gateway.rss_kb() - before)
+        wait_until(lambda: "dropping an SSE reader that fell behind" in gateway.log_text(), timeout=20)
+        # The request itself (a million numbers, parsed) is most of this; the flood adds little.
+        assert peak < 2 * RSS_CEILING_KB, f"RSS grew {peak} KB"
+    finally:
+        sock.close()

@@ -21,3 +21,12 @@ def motto() -> str:
 def review(code: str) -> str:
     """Review some code."""
     return f"Please review:\n{code}"
+
+
+@mcp.resource("sdk://stuck")
+async def stuck() -> str:
+    """Never answers (for timeout tests)."""
+    import asyncio
+
+    await asyncio.sleep(3600)
+    return "late"

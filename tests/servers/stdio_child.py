@@ -76,6 +76,13 @@ async def environment(name: str) -> str:
     return os.environ.get(name, "<unset>")
 
 
+@mcp.resource("child://stuck")
+async def stuck() -> str:
+    """Never answers (for timeout tests)."""
+    await asyncio.sleep(3600)
+    return "late"
+
+
 if __name__ == "__main__":
     print("stdio child starting", file=sys.stderr, flush=True)
     if os.environ.get("CHILD_EXIT_AT_START") == "1":
