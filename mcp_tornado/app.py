@@ -6,15 +6,15 @@ import logging
 
 import tornado.log
 import tornado.web
-from mcp.server.transport_security import TransportSecurityMiddleware
 
 from mcp_tornado.handlers.admin import ServerHandler, ServersHandler
-from mcp_tornado.handlers.base import NotFoundHandler
+from mcp_tornado.handlers.base import HostGuard, NotFoundHandler
 from mcp_tornado.handlers.health import HealthHandler, StatusPageHandler
 from mcp_tornado.handlers.mcp import McpHandler
-from mcp_tornado.handlers.metrics import MetricsHandler, RequestCounter
+from mcp_tornado.handlers.metrics import MetricsHandler
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings, transport_security
+from mcp_tornado.telemetry import RequestCounter
 
 NAME = r"([A-Za-z0-9][A-Za-z0-9_-]{0,63})"
 
@@ -34,15 +34,15 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
             (rf"/mcp/{NAME}", McpHandler, mcp),
         ],
         default_handler_class=NotFoundHandler,
-        transport_security=_guard(settings),
+        host_guard=_guard(settings),
         log_function=log_request,
         compress_response=False,  # SSE frames must leave as they are written
     )
 
 
-def _guard(settings: Settings) -> TransportSecurityMiddleware | None:
+def _guard(settings: Settings) -> HostGuard | None:
     security = transport_security(settings)
-    return TransportSecurityMiddleware(security) if security is not None else None
+    return HostGuard(security) if security is not None else None
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -58,4 +58,5 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         log = tornado.log.access_log.debug
     else:
         log = tornado.log.access_log.info
-    log("%d %s %.2fms", status, handler._request_summary(), 1000.0 * handler.request.request_time())
+    request = handler.request
+    log("%d %s %s (%s) %.2fms", status, request.method, request.uri, request.remote_ip, 1000.0 * request.request_time())

@@ -19,22 +19,32 @@
 
 Each class knows its HTTP status and the JSON-RPC code used when the error is rendered on an
 MCP route. `message` is what the client sees; never put secrets or tracebacks in it.
+`GatewayError` is a Tornado `HTTPError`, so raising one anywhere in a handler ends in
+`BaseHandler.write_error`.
 """
 
 from __future__ import annotations
 
+import tornado.web
 from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
 
 
-class GatewayError(Exception):
+class GatewayError(tornado.web.HTTPError):
+    """Tornado's `HTTPError` with its status set by the class, so Tornado's own error path
+    (`send_error` -> `write_error`, which always finishes the response) renders it."""
+
     status = 500
     code = INTERNAL_ERROR
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None, field: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(self.status)
+        self.args = (message,)
         self.message = message
         self.headers = headers or {}
         self.field = field  # the request field at fault, when there is one (REST bodies)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class BadRequest(GatewayError):

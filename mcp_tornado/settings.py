@@ -95,6 +95,9 @@ class Settings:
                 raise SettingsError(f"{var}: must be greater than zero, got {value}")
         if not 0 <= self.port < 65536:  # 0: any free port
             raise SettingsError(f"PORT: must be between 0 and 65535, got {self.port}")
+        if self.allowed_origins and not self.allowed_hosts and self.host not in LOOPBACK_HOSTS:
+            # The SDK's check covers Host and Origin together; which Hosts are ours only the operator knows.
+            raise SettingsError("MCP_ALLOWED_HOSTS: required with MCP_ALLOWED_ORIGINS on a non-loopback address")
         if not self.dev and not self.jwt_secret:
             raise SettingsError("JWT_SECRET: required (or run with --dev for an ephemeral secret)")
 
@@ -160,12 +163,17 @@ def max_connections_for(settings: Settings) -> int:
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings | None:
-    """The SDK's DNS-rebinding settings for our listen address (None: no Host/Origin check)."""
+    """The SDK's DNS-rebinding settings for our listen address (None: no Host/Origin check).
+
+    On loopback both are checked by default (what the SDK itself enforces there); elsewhere
+    nothing is checked unless `MCP_ALLOWED_HOSTS` (and, for browsers, `MCP_ALLOWED_ORIGINS`)
+    name what to accept. An empty origin list accepts requests without `Origin` only.
+    """
     hosts, origins = list(settings.allowed_hosts), list(settings.allowed_origins)
-    if not hosts and not origins:
-        if settings.host not in LOOPBACK_HOSTS:
-            return None
-        # What the SDK itself enforces for a server on loopback.
-        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
-        origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    if settings.host in LOOPBACK_HOSTS:
+        hosts = hosts or ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
+        if not settings.allowed_hosts and not origins:
+            origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    elif not hosts:
+        return None  # Settings.check refuses origins without hosts here
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)

@@ -79,10 +79,12 @@ def test_host_and_origin_checks_follow_the_listen_address():
     loopback = transport_security(Settings.from_environ({"JWT_SECRET": SECRET}))
     assert loopback is not None and "localhost:*" in loopback.allowed_hosts
     assert transport_security(Settings.from_environ({"JWT_SECRET": SECRET, "HOST": "0.0.0.0"})) is None
-    configured = transport_security(
-        Settings.from_environ({"JWT_SECRET": SECRET, "HOST": "0.0.0.0", "MCP_ALLOWED_ORIGINS": "https://app.example"})
-    )
+    public = {"JWT_SECRET": SECRET, "HOST": "0.0.0.0", "MCP_ALLOWED_ORIGINS": "https://app.example"}
+    with pytest.raises(SettingsError, match="MCP_ALLOWED_HOSTS"):
+        Settings.from_environ(public)
+    configured = transport_security(Settings.from_environ({**public, "MCP_ALLOWED_HOSTS": "mcp.example"}))
     assert configured is not None and configured.allowed_origins == ["https://app.example"]
+    assert configured.allowed_hosts == ["mcp.example"]
 
 
 def test_durations_accept_fractions():

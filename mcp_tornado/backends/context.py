@@ -17,7 +17,7 @@ from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.shared.message import ServerMessageMetadata
 
-from mcp_tornado.caller import RequestInfo
+from mcp_tornado.request_info import RequestInfo
 
 LOG_LEVELS: Final[tuple[str, ...]] = get_args(types.LoggingLevel)  # least to most severe, as the spec orders them
 

@@ -33,10 +33,10 @@ from pydantic import TypeAdapter, ValidationError
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
 from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
-from mcp_tornado.caller import RequestInfo
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting.spec import PromptSpec, ResourceSpec, ServerSpec
 from mcp_tornado.importer import ImportFromStringError, import_from_string
+from mcp_tornado.request_info import RequestInfo
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
-from mcp_tornado.caller import RequestInfo
 from mcp_tornado.errors import DefinitionError, Unavailable
 from mcp_tornado.hosting.spec import ServerSpec
+from mcp_tornado.request_info import RequestInfo
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ class AdminHandler(BaseHandler):
         self.registry = registry
         self.settings_ = settings
 
-    def prepare(self) -> None:
-        self.check_host_and_origin()
+    async def prepare(self) -> None:
+        await self.check_host_and_origin()
         token = auth.bearer_token(self.request.headers.get("Authorization"))
         if token is None:
             raise Unauthorized("the management API needs an admin Bearer token", error="invalid_request")

@@ -13,6 +13,8 @@ import secrets
 from typing import Any
 
 import tornado.web
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import Request
 
 from mcp_tornado.errors import Forbidden, GatewayError, MisdirectedRequest
 
@@ -25,28 +27,15 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
 
-    def check_host_and_origin(self) -> None:
+    async def check_host_and_origin(self) -> None:
         """DNS-rebinding protection with the SDK's rules: a Host we serve, an Origin we allow.
 
-        The guard (an SDK `TransportSecurityMiddleware`) is in the application settings; absent,
-        nothing is checked (a public listen address without MCP_ALLOWED_HOSTS/ORIGINS).
+        The guard (a `HostGuard`) is in the application settings; absent, nothing is checked
+        (a public listen address without MCP_ALLOWED_HOSTS/ORIGINS).
         """
-        guard = self.application.settings.get("transport_security")
-        if guard is None:
-            return
-        headers = self.request.headers
-        if guard.settings.allowed_hosts and not guard._validate_host(headers.get("Host")):
-            raise MisdirectedRequest("Host header not allowed")
-        if guard.settings.allowed_origins and not guard._validate_origin(headers.get("Origin")):
-            raise Forbidden("Origin not allowed")
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, GatewayError):
-            if self._finished or self._headers_written:
-                return
-            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
-            return
-        super()._handle_request_exception(e)
+        guard: HostGuard | None = self.application.settings.get("host_guard")
+        if guard is not None:
+            await guard.check(self.request.headers.get("Host"), self.request.headers.get("Origin"))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError | tornado.web.HTTPError):
@@ -81,6 +70,35 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(value, indent=None, default=str))
+
+
+class HostGuard:
+    """The SDK's DNS-rebinding check (`TransportSecurityMiddleware.validate_request`), with its
+    verdict remembered per (Host, Origin): clients send the same pair over and over."""
+
+    CACHE_SIZE = 256
+
+    def __init__(self, settings: TransportSecuritySettings) -> None:
+        self._middleware = TransportSecurityMiddleware(settings)
+        self._verdicts: dict[tuple[str | None, str | None], int] = {}
+
+    async def check(self, host: str | None, origin: str | None) -> None:
+        """Raises `MisdirectedRequest` (421) for a Host not served, `Forbidden` for an Origin not allowed."""
+        key = (host, origin)
+        status = self._verdicts.get(key)
+        if status is None:
+            scope_headers = [(b"host", host.encode("latin-1"))] if host is not None else []
+            if origin is not None:
+                scope_headers.append((b"origin", origin.encode("latin-1")))
+            refusal = await self._middleware.validate_request(Request({"type": "http", "headers": scope_headers}))
+            status = 200 if refusal is None else refusal.status_code
+            if len(self._verdicts) >= self.CACHE_SIZE:
+                self._verdicts.clear()  # an attacker's random Hosts cannot grow it
+            self._verdicts[key] = status
+        if status == 421:
+            raise MisdirectedRequest("Host header not allowed")
+        if status != 200:
+            raise Forbidden("Origin not allowed")
 
 
 class NotFoundHandler(BaseHandler):

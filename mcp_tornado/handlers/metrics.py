@@ -7,19 +7,11 @@ from a request path), so a scanner cannot blow up the label space.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable
 
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.hosting.registry import ServerRegistry
-
-
-class RequestCounter:
-    def __init__(self) -> None:
-        self.counts: collections.Counter[tuple[str, str, int]] = collections.Counter()
-
-    def count(self, server: str, method: str, status: int) -> None:
-        self.counts[(server, method, status)] += 1
+from mcp_tornado.telemetry import RequestCounter
 
 
 def _escape(value: object) -> str:

@@ -1,4 +1,9 @@
-"""`HostedServer`: one route's server: its definition, its backend, its sessions, its keys."""
+"""`HostedServer`: one route's server: its definition, its backend, its sessions, its keys.
+
+This is where the transport (sessions, stateless requests) meets a backend, and where the
+rules that need both live: who may open or resume a session, readiness (503 while a child is
+down), and the caps on work in flight (429).
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,36 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
+
+from mcp_types import JSONRPCRequest
 
 from mcp_tornado.auth import ApiKeys, Principal, require_server
 from mcp_tornado.backends.base import Backend
-from mcp_tornado.errors import Forbidden, TooManyRequests, Unavailable
+from mcp_tornado.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.settings import Settings
-from mcp_tornado.transport.sessions import Session, SessionRegistry
+from mcp_tornado.transport import stateless
+from mcp_tornado.transport.exchange import ACCEPTED, JsonAnswer, OpenSink
+from mcp_tornado.transport.jsonrpc import BATCH_VERSIONS
+from mcp_tornado.transport.session import Session
+from mcp_tornado.transport.session_table import SessionTable
 
 logger = logging.getLogger(__name__)
 
 
 class HostedServer:
-    def __init__(self, spec: ServerSpec, backend: Backend, settings: Settings) -> None:
+    def __init__(
+        self, spec: ServerSpec, backend: Backend, settings: Settings, verify: Callable[[str], Principal]
+    ) -> None:
+        """`verify(token)` checks a bearer token (raising `Unauthorized`) and says who it speaks for."""
         self.name = spec.name
         self.spec = spec
         self.backend = backend
         self.api_keys = ApiKeys(spec.api_keys)
-        self.sessions = SessionRegistry(settings.max_sessions_per_server, settings.max_sessions_per_user)
+        self._verify = verify
+        self.sessions = SessionTable(settings.max_sessions_per_server, settings.max_sessions_per_user)
         self._event_buffer_size = settings.event_buffer_size
         self._event_buffer_bytes = settings.event_buffer_bytes
         self._max_in_flight = settings.max_in_flight_per_server
@@ -76,6 +91,75 @@ class HostedServer:
         """Raises `Forbidden` unless the token opens this server."""
         require_server(principal, self.name, self.api_keys)
 
+    # -- what a client asks for -------------------------------------------------------------
+
+    async def initialize(
+        self, principal: Principal, request: JSONRPCRequest, open_sink: OpenSink
+    ) -> tuple[Session | None, JsonAnswer | None]:
+        """Open a session with an `initialize` request: the session (None when the handshake was
+        refused: no session is left behind) and the answer."""
+        self.authorize(principal)
+        await self.ready()
+        with self.admit(1):
+            session = await self.open_session(principal)
+            answer = await session.serve([request], open_sink, batch=False)
+        if not session.connection.initialize_accepted:
+            await self.end_session(session)
+            return None, answer
+        return session, answer
+
+    async def resume(self, session_id: str, token: str | None) -> Session:
+        """The session a later request names, checked: a token it carries must be valid and name
+        this server and the session's user; a session past its token's expiry ends here.
+
+        Raises `NotFound` (unknown or ended), `Unauthorized` or `Forbidden`.
+        """
+        session = self.sessions.get(session_id)
+        if token is not None and (session is None or token != session.principal.token):
+            principal = self._verify(token)
+            self.authorize(principal)
+            if session is not None and principal.user_id != session.principal.user_id:
+                raise Forbidden("token is for another user than this session's")
+        if session is None:
+            raise NotFound("unknown or ended session")
+        if session.expired:
+            await self.end_session(session)
+            if token is not None:
+                raise Unauthorized("token expired")
+            raise NotFound("session ended: its token expired")
+        self.sessions.touch(session)
+        return session
+
+    async def deliver(
+        self, session: Session, messages: list[Any], open_sink: OpenSink, *, batch: bool
+    ) -> JsonAnswer | None:
+        """What a later POST carried, on `session`: 202 when it held no request, else the answer
+        (None when it went out as an SSE stream)."""
+        version = session.connection.protocol_version
+        if batch and version not in BATCH_VERSIONS:
+            raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
+        await self.ready(session)  # 503 with Retry-After while its child or upstream is down
+        requests = await session.receive(messages)
+        if not requests:
+            return ACCEPTED
+        with self.admit(len(requests), session):
+            return await session.serve(requests, open_sink, batch=batch)
+
+    async def serve_stateless(
+        self, principal: Principal, body: bytes, header_lines: Iterable[tuple[str, str]], open_sink: OpenSink
+    ) -> JsonAnswer | None:
+        """A 2026-07-28 request: authenticated on its own, answered on its own."""
+        self.authorize(principal)
+        await self.ready()
+        decoded = stateless.decode(body)
+        if decoded is None:
+            return ACCEPTED  # no client notification means anything at this revision
+        request, raw = decoded
+        with self.admit(1):
+            return await stateless.serve(self.backend, self.name, principal, request, raw, header_lines, open_sink)
+
+    # -- sessions -----------------------------------------------------------------------------
+
     async def open_session(self, principal: Principal) -> Session:
         """A new session; raises `Unavailable` when the backend cannot take one now."""
         session = Session(
@@ -103,7 +187,7 @@ class HostedServer:
         backend cannot take (its own child could not start), is ended: the client sees 404 and
         opens a new session.
         """
-        adopted, previous.sessions = previous.sessions, SessionRegistry(1)  # the old server keeps none
+        adopted, previous.sessions = previous.sessions, SessionTable(1)  # the old server keeps none
         for session in adopted:
             try:
                 self.authorize(session.principal)

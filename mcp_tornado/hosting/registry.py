@@ -9,6 +9,7 @@ the file is fixed. Each file is applied on its own: changing one never touches t
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib
 import logging
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mcp_tornado import auth
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.inprocess import InProcessBackend
 from mcp_tornado.backends.remote import RemoteBackend
@@ -44,6 +46,7 @@ class ServerRegistry:
         self._sources: dict[Path, tuple[str, str]] = {}  # file -> (server name, digest of what was loaded)
         self.problems: dict[str, str] = {}  # file -> "file:line: problem"
         self._lock = asyncio.Lock()
+        self.verify = functools.partial(auth.verify, secret=settings.jwt_secret or "")
 
     def get(self, name: str) -> HostedServer | None:
         return self._servers.get(name)
@@ -132,7 +135,7 @@ class ServerRegistry:
         raise DefinitionError(spec.source, 1, f"backend {spec.backend!r} is not available in this version")
 
     async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:
-        hosted = HostedServer(spec, backend, self.settings)
+        hosted = HostedServer(spec, backend, self.settings, self.verify)
         previous = self._servers.get(spec.name)
         old_catalog = await previous.backend.catalog() if previous is not None else None
         await hosted.start()

@@ -4,16 +4,19 @@ A reply starts as plain JSON. It switches to an SSE stream only when the server 
 something before the result: progress, a log message, or a request of its own (sampling,
 elicitation). `Exchange` is the `mcp` SDK's `DispatchContext` for one inbound request: the
 SDK's `ServerRunner` calls it directly, with no memory streams or extra tasks in between.
+
+The HTTP side pulls the answer: `Reply.finish()` returns the JSON answer, or None when the
+answer went out on the stream the reply opened through its `open_sink` factory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import anyio
-import pydantic_core
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
@@ -21,27 +24,45 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import REQUEST_TIMEOUT, ErrorData, RequestId
 
+from mcp_tornado.transport.jsonrpc import dumps
 from mcp_tornado.transport.sse import EventBuffer, EventStream, Sink
 
-if TYPE_CHECKING:
-    from mcp_tornado.transport.sessions import Session
-
 TRANSPORT = TransportContext(kind="streamable-http", can_send_request=True)
-# A stateless reply cannot be resumed (no session to come back to); its stream keeps a token buffer.
+# A stateless reply cannot be resumed (no session to come back to): its stream keeps one event.
 STATELESS_REPLAY = 1
 
-
-def dumps(message: Any) -> bytes:
-    """JSON for the wire; a NaN or an infinity (not JSON) that reached this far leaves as null."""
-    return pydantic_core.to_json(message, inf_nan_mode="null")
+OpenSink = Callable[[], Sink]
+"""Begins the HTTP side of an SSE answer (status, headers) and returns it."""
 
 
-class ReplySink(Sink, Protocol):
-    """The HTTP side of one POST."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """A complete answer for the HTTP side to send: a JSON body (empty for 202) and its status."""
 
-    def respond_json(self, body: bytes, status: int) -> None: ...
+    body: bytes
+    status: int = 200
 
-    def begin_stream(self) -> None: ...
+
+ACCEPTED = JsonAnswer(b"", 202)  # only notifications or responses came in
+
+
+class SessionChannel(Protocol):
+    """What a reply needs from its session (a `Session` is one)."""
+
+    @property
+    def primes_streams(self) -> bool: ...
+
+    def open_stream(self) -> EventStream: ...
+
+    def close_stream(self, stream: EventStream) -> None: ...
+
+    async def request_client(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        opts: CallOptions | None,
+        emit: Callable[[Mapping[str, Any]], None],
+    ) -> dict[str, Any]: ...
 
 
 class Reply:
@@ -49,8 +70,8 @@ class Reply:
 
     def __init__(
         self,
-        session: Session | None,
-        sink: ReplySink,
+        session: SessionChannel | None,
+        open_sink: OpenSink,
         *,
         batch: bool = False,
         error_status: Callable[[Mapping[str, Any]], int] | None = None,
@@ -58,7 +79,7 @@ class Reply:
         """`session` is None for a stateless request (its stream then has no replay);
         `error_status` maps a JSON-RPC error to the HTTP status of a JSON answer (else 200)."""
         self.session = session
-        self._sink = sink
+        self._open_sink = open_sink
         self._batch = batch
         self._error_status = error_status
         self._responses: list[Any] = []
@@ -71,8 +92,7 @@ class Reply:
                 self.stream = self.session.open_stream()
             else:
                 self.stream = EventStream("post", EventBuffer(STATELESS_REPLAY))
-            self._sink.begin_stream()
-            self.stream.attach(self._sink)
+            self.stream.attach(self._open_sink())
             if self.session is not None and self.session.primes_streams:
                 self.stream.prime()
             for answered in self._responses:  # batch members that finished while this was still JSON
@@ -86,27 +106,23 @@ class Reply:
         else:
             self._responses.append(message)
 
-    def finish(self) -> None:
+    def finish(self) -> JsonAnswer | None:
+        """End the reply: the JSON answer to send, or None when it went out on the stream."""
         if self.stream is not None:
             if self.session is not None:
                 self.session.close_stream(self.stream)
             else:
                 self.stream.end()
-        elif not self._responses:
+            return None
+        if not self._responses:
             # Every request in it was cancelled: nothing may be answered, so end an empty stream.
-            self._sink.begin_stream()
-            self._sink.end_stream()
-        elif self._batch:
-            self._sink.respond_json(dumps(self._responses), 200)
-        else:
-            answer = self._responses[0]
-            status = self._error_status(answer["error"]) if self._error_status and "error" in answer else 200
-            self._sink.respond_json(dumps(answer), status)
-
-    def detach(self) -> None:
-        """The client went away: keep buffering for a resume, stop writing."""
-        if self.stream is not None:
-            self.stream.detach(self._sink)
+            self._open_sink().end()
+            return None
+        if self._batch:
+            return JsonAnswer(dumps(self._responses))
+        answer = self._responses[0]
+        status = self._error_status(answer["error"]) if self._error_status and "error" in answer else 200
+        return JsonAnswer(dumps(answer), status)
 
 
 class Exchange:

@@ -5,7 +5,7 @@ response once it had to switch from JSON to SSE. Every event gets a session-uniq
 kept in the session's bounded `EventBuffer`, so a client that lost the stream can come back
 with `Last-Event-ID` and receive what it missed on *that* stream, never another's.
 
-The stream writes through a `Sink` (the HTTP handler); this module never touches HTTP.
+The stream writes through a `Sink` (the HTTP response); this module never touches HTTP.
 """
 
 from __future__ import annotations
@@ -21,15 +21,20 @@ def frame(event_id: int, data: bytes) -> bytes:
 
 
 class Sink(Protocol):
-    """Where an SSE stream's bytes go: an open HTTP response."""
+    """Where an SSE stream's frames go: an open HTTP response."""
 
-    def write_frame(self, chunk: bytes, *, replay: bool = False) -> bool:
-        """Send one frame (`replay`: one the buffer already held); False when the client is gone
-        or was dropped for falling behind (the stream then detaches)."""
+    @property
+    def open(self) -> bool:
+        """False once the client is gone, was dropped, or the response ended."""
         ...
 
-    def end_stream(self) -> None:
-        """Finish the HTTP response."""
+    def write_frame(self, chunk: bytes, *, replay: bool = False) -> bool:
+        """Send one frame (`replay`: one the buffer already held); False when the response is
+        over (the stream then lets go of it)."""
+        ...
+
+    def end(self) -> None:
+        """Finish the response once what was written has gone out."""
         ...
 
 
@@ -43,7 +48,15 @@ class EventBuffer:
         self._bytes = 0
         self._ids = itertools.count(1)
 
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def size_in_bytes(self) -> int:
+        return self._bytes
+
     def add(self, stream_key: str, data: bytes) -> tuple[int, bytes]:
+        """Frame `data` with the next id; keep it, dropping the oldest events past the bounds."""
         event_id = next(self._ids)
         chunk = frame(event_id, data)
         self._events.append((event_id, stream_key, chunk))
@@ -53,12 +66,14 @@ class EventBuffer:
         return event_id, chunk
 
     def stream_of(self, event_id: int) -> str | None:
+        """The stream an event still in the buffer belongs to; None once it is gone."""
         for seen_id, key, _ in self._events:
             if seen_id == event_id:
                 return key
         return None
 
     def after(self, event_id: int, stream_key: str) -> Iterator[bytes]:
+        """The frames of `stream_key` newer than `event_id`, oldest first."""
         for seen_id, key, chunk in list(self._events):
             if seen_id > event_id and key == stream_key:
                 yield chunk
@@ -75,7 +90,8 @@ class EventStream:
 
     @property
     def attached(self) -> bool:
-        return self._sink is not None
+        """Whether a live response is reading this stream."""
+        return self._sink is not None and self._sink.open
 
     def attach(self, sink: Sink, *, replay_after: int | None = None) -> None:
         """Send `sink` what it missed after `replay_after`, then everything new.
@@ -85,17 +101,13 @@ class EventStream:
         """
         previous, self._sink = self._sink, sink
         if previous is not None and previous is not sink:
-            previous.end_stream()
+            previous.end()
         if replay_after is not None:
             for chunk in self._buffer.after(replay_after, self.key):
                 if not self._write(chunk, replay=True):
                     return
         if self.finished:
             self.end()
-
-    def detach(self, sink: Sink) -> None:
-        if self._sink is sink:
-            self._sink = None
 
     def prime(self) -> None:
         """An event with an id and no data: a client that loses the stream before anything else
@@ -111,7 +123,7 @@ class EventStream:
         self.finished = True
         sink, self._sink = self._sink, None
         if sink is not None:
-            sink.end_stream()
+            sink.end()
 
     def _write(self, chunk: bytes, *, replay: bool = False) -> bool:
         sink = self._sink

@@ -25,12 +25,15 @@ from mcp.shared.inbound import (
 )
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import HEADER_MISMATCH, REQUEST_TIMEOUT, ErrorData, JSONRPCRequest
+from mcp_types import HEADER_MISMATCH, REQUEST_TIMEOUT, ErrorData, JSONRPCNotification, JSONRPCRequest
+from pydantic import ValidationError
 
 from mcp_tornado.auth import Principal
-from mcp_tornado.caller import RequestInfo
-from mcp_tornado.hosting.hosted import HostedServer
-from mcp_tornado.transport.exchange import Exchange, Reply, ReplySink
+from mcp_tornado.errors import BadRequest
+from mcp_tornado.request_info import RequestInfo
+from mcp_tornado.transport.exchange import Exchange, JsonAnswer, OpenSink, Reply
+from mcp_tornado.transport.jsonrpc import check_ids, dumps, loads
+from mcp_tornado.transport.protocols import ServedBackend
 
 NO_BACK_CHANNEL = TransportContext(kind="streamable-http", can_send_request=False)
 
@@ -40,9 +43,21 @@ def status_of(error: Mapping[str, Any] | None) -> int:
     return 200 if error is None else ERROR_CODE_HTTP_STATUS.get(int(error.get("code", 0)), 200)
 
 
-def rejection(request_id: Any, problem: InboundLadderRejection) -> dict[str, Any]:
-    error = ErrorData(code=problem.code, message=problem.message, data=problem.data)
-    return {"jsonrpc": "2.0", "id": request_id, "error": error.model_dump(mode="json", exclude_none=True)}
+def decode(body: bytes) -> tuple[JSONRPCRequest, dict[str, Any]] | None:
+    """The request a body carries (validated, and as decoded), or None for a notification
+    (which means nothing at this revision). Raises `BadRequest` / `ParseError`."""
+    decoded = loads(body)
+    if isinstance(decoded, dict) and "id" not in decoded:
+        try:
+            JSONRPCNotification.model_validate(decoded)
+        except ValidationError:
+            raise BadRequest("Invalid Request: not a JSON-RPC 2.0 message") from None
+        return None
+    check_ids([decoded])
+    try:
+        return JSONRPCRequest.model_validate(decoded), decoded
+    except ValidationError:
+        raise BadRequest("Body must be a single JSON-RPC request or notification object") from None
 
 
 class StatelessExchange(Exchange):
@@ -60,25 +75,27 @@ class StatelessExchange(Exchange):
 
 
 async def serve(
-    hosted: HostedServer,
+    backend: ServedBackend,
+    server_name: str,
     principal: Principal,
     request: JSONRPCRequest,
     decoded: Mapping[str, Any],
     header_lines: Iterable[tuple[str, str]],
-    sink: ReplySink,
-) -> dict[str, Any] | None:
-    """Run one 2026-07-28 request and answer it on `sink`; or return the refusal, unsent, when
-    the envelope or headers are wrong. Cancel the caller's scope to abandon it (client gone)."""
+    open_sink: OpenSink,
+) -> JsonAnswer | None:
+    """Run one 2026-07-28 request: its JSON answer (a refusal of its envelope or headers
+    included), or None when it was answered on an SSE stream opened with `open_sink`.
+    Cancel the caller's scope to abandon it (the client closed the response)."""
     lines = list(header_lines)
     duplicated = find_duplicated_routing_header(lines)
     if duplicated is not None:
         problem = InboundLadderRejection(code=HEADER_MISMATCH, message=f"{duplicated} header appears more than once")
-        return rejection(request.id, problem)
+        return _rejection(request.id, problem)
     headers = {name.lower(): value for name, value in lines}
     verdict = classify_inbound_request(decoded, headers=headers)
     if isinstance(verdict, InboundLadderRejection):
-        return rejection(request.id, verdict)
-    server = hosted.backend.server
+        return _rejection(request.id, verdict)
+    server = backend.server
     if request.method == "tools/call" and server.get_tool_input_schema is not None:
         params = request.params or {}
         arguments = params.get("arguments") or {}
@@ -86,12 +103,12 @@ async def serve(
         if schema is not None and isinstance(arguments, Mapping):
             mismatch = validate_mcp_param_headers(schema, arguments, headers)
             if mismatch is not None:
-                return rejection(request.id, mismatch)
+                return _rejection(request.id, mismatch)
     connection = Connection.from_envelope(verdict.protocol_version, verdict.client_info, verdict.client_capabilities)
-    reply = Reply(None, sink, error_status=status_of)
-    metadata = ServerMessageMetadata(request_context=RequestInfo(None, principal, hosted.name))
+    reply = Reply(None, open_sink, error_status=status_of)
+    metadata = ServerMessageMetadata(request_context=RequestInfo(None, principal, server_name))
     exchange = StatelessExchange(reply, request.id, request.params, metadata)
-    timeout = hosted.backend.request_timeout
+    timeout = backend.request_timeout
     try:
         with anyio.fail_after(timeout):
             result = await serve_one(
@@ -100,7 +117,7 @@ async def serve(
                 request.method,
                 request.params,
                 connection=connection,
-                lifespan_state=hosted.backend.lifespan_state,
+                lifespan_state=backend.lifespan_state,
             )
         message = {"jsonrpc": "2.0", "id": request.id, "result": result}
     except Exception as exc:
@@ -113,5 +130,10 @@ async def serve(
     finally:
         exchange.closed = True
     reply.respond(message)
-    reply.finish()
-    return None
+    return reply.finish()
+
+
+def _rejection(request_id: Any, problem: InboundLadderRejection) -> JsonAnswer:
+    error = ErrorData(code=problem.code, message=problem.message, data=problem.data)
+    message = {"jsonrpc": "2.0", "id": request_id, "error": error.model_dump(mode="json", exclude_none=True)}
+    return JsonAnswer(dumps(message), status_of(message["error"]))

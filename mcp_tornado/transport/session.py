@@ -1,28 +1,25 @@
-"""Sessions: one MCP connection's state (`Session`) and the table of a server's sessions.
+"""`Session`: one client's MCP session on one hosted server.
 
 A `Session` drives the `mcp` SDK's `ServerRunner` for one client: each inbound request is
 handed straight to `runner.on_request` with an `Exchange` as its dispatch context, so the
 SDK supplies the protocol (handshake, ping, validation, logging, completion, pagination)
 while this module only routes what leaves it: to the POST that asked, or to the GET stream.
-
-`SessionRegistry` is one hosted server's table: a cap on live sessions (the longest-idle one
-is evicted first) and the list of sessions the reaper should end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
 from mcp.server.runner import ServerRunner, aclose_shielded, modern_error_data
 from mcp.server.session import ServerSession
 from mcp.shared.dispatcher import CallOptions, coerce_request_id
@@ -35,8 +32,10 @@ from mcp_types import (
     INTERNAL_ERROR,
     REQUEST_TIMEOUT,
     ErrorData,
+    JSONRPCError,
     JSONRPCNotification,
     JSONRPCRequest,
+    JSONRPCResponse,
     RequestId,
 )
 from mcp_types.methods import serialize_server_result
@@ -44,14 +43,11 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION, is_version_at_least
 from pydantic import ValidationError
 
 from mcp_tornado.auth import Principal
-from mcp_tornado.caller import RequestInfo
-from mcp_tornado.transport.exchange import TRANSPORT, Exchange, Reply, await_answer, dumps
+from mcp_tornado.request_info import RequestInfo
+from mcp_tornado.transport.exchange import TRANSPORT, Exchange, JsonAnswer, OpenSink, Reply, await_answer
+from mcp_tornado.transport.jsonrpc import dumps
+from mcp_tornado.transport.protocols import FastPath, ServedBackend
 from mcp_tornado.transport.sse import EventBuffer, EventStream
-
-if TYPE_CHECKING:
-    from mcp.server.lowlevel.server import Server
-
-    from mcp_tornado.backends.base import Backend, FastPath
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +65,7 @@ class Session:
     def __init__(
         self,
         server_name: str,
-        backend: Backend,
+        backend: ServedBackend,
         principal: Principal,
         *,
         event_buffer_size: int,
@@ -110,7 +106,7 @@ class Session:
     def touch(self) -> None:
         self.last_active = time.monotonic()
 
-    def set_backend(self, backend: Backend) -> None:
+    def set_backend(self, backend: ServedBackend) -> None:
         """What serves this session; called again when its definition is reloaded, so later
         requests reach the new handlers on the same session."""
         self.runner.server = backend.server
@@ -121,17 +117,33 @@ class Session:
 
     # -- inbound -------------------------------------------------------------------------
 
-    async def serve(self, requests: list[JSONRPCRequest], reply: Reply) -> bool:
-        """Answer `requests` (one, or a batch) on `reply`. True when every one succeeded."""
-        if len(requests) == 1:
-            ok = await self._serve_one(requests[0], reply)
-        else:
-            ok = all(await asyncio.gather(*(self._serve_one(r, reply) for r in requests)))
-        reply.finish()
-        self.last_active = time.monotonic()  # idleness counts from the last answer, not the last question
-        return ok
+    async def receive(self, messages: list[Any]) -> list[JSONRPCRequest]:
+        """Take in what a POST carried: notifications and the client's answers to our requests
+        take effect now; the requests are returned, to be `serve`d."""
+        requests: list[JSONRPCRequest] = []
+        for message in messages:
+            if isinstance(message, JSONRPCRequest):
+                requests.append(message)
+            elif isinstance(message, JSONRPCNotification):
+                await self.notify(message)
+            elif isinstance(message, JSONRPCResponse):
+                self.answer(message.id, message.result)
+            elif isinstance(message, JSONRPCError) and message.id is not None:
+                self.answer(message.id, message.error)
+        return requests
 
-    async def _serve_one(self, request: JSONRPCRequest, reply: Reply) -> bool:
+    async def serve(self, requests: list[JSONRPCRequest], open_sink: OpenSink, *, batch: bool) -> JsonAnswer | None:
+        """Answer `requests` (one, or a batch): the JSON answer, or None when it went out as an
+        SSE stream opened with `open_sink`."""
+        reply = Reply(self, open_sink, batch=batch)
+        if len(requests) == 1:
+            await self._serve_one(requests[0], reply)
+        else:
+            await asyncio.gather(*(self._serve_one(r, reply) for r in requests))
+        self.last_active = time.monotonic()  # idleness counts from the last answer, not the last question
+        return reply.finish()
+
+    async def _serve_one(self, request: JSONRPCRequest, reply: Reply) -> None:
         exchange = Exchange(reply, request.id, request.params, self.metadata)
         key = coerce_request_id(request.id)
         self.in_flight[key] = exchange
@@ -155,7 +167,7 @@ class Session:
             if self.in_flight.get(key) is exchange:
                 del self.in_flight[key]
         if exchange.cancelled:
-            return False  # the client cancelled it: the spec forbids any answer
+            return  # the client cancelled it: the spec forbids any answer
         if message is None:  # interrupted because the session ended
             message = {
                 "jsonrpc": "2.0",
@@ -163,7 +175,6 @@ class Session:
                 "error": {"code": CONNECTION_CLOSED, "message": "session ended"},
             }
         reply.respond(message)
-        return "result" in message
 
     def _error_of(self, exc: Exception) -> dict[str, Any]:
         """The wire error for a handler's exception; internals never reach the wire (the log has them)."""
@@ -235,6 +246,7 @@ class Session:
             self._pending.pop(request_id, None)
 
     def open_stream(self) -> EventStream:
+        """A new POST stream of this session, resumable until it is among the oldest finished."""
         stream = EventStream(f"post-{next(self._stream_ids)}", self.events)
         self._streams[stream.key] = stream
         return stream
@@ -247,6 +259,7 @@ class Session:
             del self._streams[key]
 
     def stream_for_resume(self, last_event_id: int) -> EventStream | None:
+        """The stream an event id belongs to, while the buffer still holds that event."""
         key = self.events.stream_of(last_event_id)
         if key is None:
             return None
@@ -321,77 +334,3 @@ class _NotificationContext:
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         return None
-
-
-class SessionRegistry:
-    """One hosted server's live sessions, most recently active last.
-
-    Two caps: `max_sessions` for the server, and `max_per_user` for one user (the token's
-    `userId`, else its `apiKey`), so one caller opening sessions in a loop only ever evicts
-    its own.
-    """
-
-    def __init__(self, max_sessions: int, max_per_user: int | None = None) -> None:
-        self._sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
-        self._by_user: dict[str, collections.OrderedDict[str, Session]] = {}
-        self.max_sessions = max_sessions
-        self.max_per_user = max_per_user or max_sessions
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def __iter__(self) -> Any:
-        return iter(list(self._sessions.values()))
-
-    def add(self, session: Session) -> list[Session]:
-        """Register `session`; returns the longest-idle sessions evicted to stay under the caps
-        (its user's own first)."""
-        evicted = []
-        own = self._by_user.setdefault(_user_of(session), collections.OrderedDict())
-        while len(own) >= self.max_per_user:
-            evicted.append(self._forget(next(iter(own.values()))))
-        while len(self._sessions) >= self.max_sessions:
-            evicted.append(self._forget(next(iter(self._sessions.values()))))
-        self._sessions[session.id] = session
-        own[session.id] = session
-        return evicted
-
-    def get(self, session_id: str) -> Session | None:
-        return self._sessions.get(session_id)
-
-    def touch(self, session: Session) -> None:
-        session.touch()
-        self._sessions.move_to_end(session.id)
-        self._by_user[_user_of(session)].move_to_end(session.id)
-
-    def remove(self, session: Session) -> None:
-        if self._sessions.get(session.id) is session:
-            self._forget(session)
-
-    def _forget(self, session: Session) -> Session:
-        del self._sessions[session.id]
-        own = self._by_user[_user_of(session)]
-        del own[session.id]
-        if not own:
-            del self._by_user[_user_of(session)]
-        return session
-
-    def stale(self, idle_timeout: float) -> list[Session]:
-        """Sessions past their token's expiry, or idle longer than `idle_timeout` seconds.
-
-        Idle means no request for that long and none in flight, and no GET stream attached:
-        a client that is listening, or waiting for an answer, is not idle.
-        """
-        cutoff = time.monotonic() - idle_timeout
-        stale = []
-        for session in self._sessions.values():
-            if session.expired:
-                stale.append(session)
-            elif session.last_active < cutoff and not session.in_flight and not session.standalone.attached:
-                stale.append(session)
-        return stale
-
-
-def _user_of(session: Session) -> str:
-    principal = session.principal
-    return f"user:{principal.user_id}" if principal.user_id is not None else f"key:{principal.api_key}"

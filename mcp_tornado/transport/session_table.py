@@ -1,0 +1,83 @@
+"""`SessionTable`: one hosted server's live sessions, with caps and the reaper's list."""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+from mcp_tornado.transport.session import Session
+
+
+class SessionTable:
+    """One hosted server's live sessions, most recently active last.
+
+    Two caps: `max_sessions` for the server, and `max_per_user` for one user (the token's
+    `userId`, else its `apiKey`), so one caller opening sessions in a loop only ever evicts
+    its own.
+    """
+
+    def __init__(self, max_sessions: int, max_per_user: int | None = None) -> None:
+        self._sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
+        self._by_user: dict[str, collections.OrderedDict[str, Session]] = {}
+        self.max_sessions = max_sessions
+        self.max_per_user = max_per_user or max_sessions
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Any:
+        return iter(list(self._sessions.values()))
+
+    def add(self, session: Session) -> list[Session]:
+        """Register `session`; returns the longest-idle sessions evicted to stay under the caps
+        (its user's own first)."""
+        evicted = []
+        own = self._by_user.setdefault(_user_of(session), collections.OrderedDict())
+        while len(own) >= self.max_per_user:
+            evicted.append(self._forget(next(iter(own.values()))))
+        while len(self._sessions) >= self.max_sessions:
+            evicted.append(self._forget(next(iter(self._sessions.values()))))
+        self._sessions[session.id] = session
+        own[session.id] = session
+        return evicted
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def touch(self, session: Session) -> None:
+        session.touch()
+        self._sessions.move_to_end(session.id)
+        self._by_user[_user_of(session)].move_to_end(session.id)
+
+    def remove(self, session: Session) -> None:
+        if self._sessions.get(session.id) is session:
+            self._forget(session)
+
+    def _forget(self, session: Session) -> Session:
+        del self._sessions[session.id]
+        own = self._by_user[_user_of(session)]
+        del own[session.id]
+        if not own:
+            del self._by_user[_user_of(session)]
+        return session
+
+    def stale(self, idle_timeout: float) -> list[Session]:
+        """Sessions past their token's expiry, or idle longer than `idle_timeout` seconds.
+
+        Idle means no request for that long and none in flight, and no GET stream attached:
+        a client that is listening, or waiting for an answer, is not idle.
+        """
+        cutoff = time.monotonic() - idle_timeout
+        stale = []
+        for session in self._sessions.values():
+            if session.expired:
+                stale.append(session)
+            elif session.last_active < cutoff and not session.in_flight and not session.standalone.attached:
+                stale.append(session)
+        return stale
+
+
+def _user_of(session: Session) -> str:
+    principal = session.principal
+    return f"user:{principal.user_id}" if principal.user_id is not None else f"key:{principal.api_key}"
