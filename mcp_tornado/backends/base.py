@@ -1,8 +1,9 @@
 """What every backend gives the transport: an `mcp` SDK `Server` to drive, and a lifecycle.
 
-Whatever a hosted server really is (Python handlers from YAML, an SDK app object, later a
-child process or a remote URL), the transport only ever sees `Backend.server`, a lowlevel SDK
-`Server`, so handshake, validation and every protocol rule stay the SDK's.
+Whatever a hosted server really is (Python handlers from YAML, an SDK app object, a child
+process or a remote URL), the transport only ever sees `Backend.server`, a lowlevel SDK
+`Server`, so handshake, validation and every protocol rule stay the SDK's. A `Backend`
+satisfies the transport's `ServedBackend` protocol without knowing it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from opentelemetry import trace
+
+from mcp_tornado.backends.state import BackendState
 
 Publish = Callable[[str, Mapping[str, Any] | None, set[str] | None], Awaitable[None]]
 
@@ -30,7 +32,6 @@ class Backend:
 
     def __init__(self, server: Server[Any], *, list_changed: bool = False) -> None:
         self.server = server
-        _drop_idle_tracing(server)
         # Methods this backend answers on the hot path; everything else goes through the SDK.
         self.fast_paths: Mapping[str, FastPath] = {}
         # Python modules its handlers come from: editing one reloads this server.
@@ -42,19 +43,24 @@ class Backend:
         # Seconds the transport gives any one request to this backend (None: the backend bounds
         # its own handlers). For servers whose handlers we cannot reach into, such as `app:`.
         self.request_timeout: float | None = None
-        self.state = "stopped"
+        self.state = BackendState.STOPPED
         self.last_error: str | None = None
         changed = NotificationOptions(
             prompts_changed=list_changed, resources_changed=list_changed, tools_changed=list_changed
         )
         # Built once: every session's initialize answers with the same capabilities.
-        self.init_options: InitializationOptions = server.create_initialization_options(changed)
+        self.default_init_options: InitializationOptions = server.create_initialization_options(changed)
+
+    @property
+    def init_options(self) -> InitializationOptions:
+        """What `initialize` answers (an upstream's own, once it is known)."""
+        return self.default_init_options
 
     async def start(self) -> None:
-        self.state = "running"
+        self.state = BackendState.RUNNING
 
     async def stop(self) -> None:
-        self.state = "stopped"
+        self.state = BackendState.STOPPED
 
     async def catalog(self) -> dict[str, Any] | None:
         """What the server lists, by kind ("tools", "resources", "prompts"), comparable across a
@@ -78,15 +84,18 @@ class Backend:
 
     def describe(self) -> dict[str, Any]:
         """What `/health` and the management API may show: never a secret."""
-        return {"kind": self.kind, "state": self.state, "last_error": self.last_error}
+        return {"kind": self.kind, "state": self.state.value, "last_error": self.last_error}
 
 
-def _drop_idle_tracing(server: Server[Any]) -> None:
-    """Remove the SDK's OpenTelemetry middleware when no tracer provider is installed.
+def own_server(server: Server[Any]) -> Server[Any]:
+    """A lowlevel `Server` this project built (never a user's): without the SDK's default
+    OpenTelemetry middleware while no tracer provider is installed.
 
-    Without a provider every span is a no-op, yet building it costs a noticeable share of a
-    `tools/call`. Install a provider (e.g. `opentelemetry-instrument`) before servers load to
-    keep tracing.
+    `Server.middleware` documents dropping that entry as the way to opt out. With no provider
+    every span is a no-op, yet building it costs a noticeable share of a `tools/call`, and any
+    middleware sends requests down the SDK path instead of the fast one. Install a provider
+    (e.g. `opentelemetry-instrument`) before servers load to keep tracing.
     """
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
+        server.middleware.clear()  # ours carry only the SDK's default OpenTelemetry entry
+    return server

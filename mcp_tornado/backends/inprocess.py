@@ -30,7 +30,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT
 from pydantic import TypeAdapter, ValidationError
 
-from mcp_tornado.backends.base import Backend
+from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
 from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
 from mcp_tornado.errors import DefinitionError
@@ -128,13 +128,15 @@ class InProcessBackend(Backend):
         with warnings.catch_warnings():
             # logging/setLevel is deprecated only from 2026-07-28; the handshake revisions we serve still use it.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
-            return Server(
-                spec.name,
-                version=spec.version,
-                title=spec.title,
-                description=spec.description,
-                instructions=spec.instructions,
-                **handlers,
+            return own_server(
+                Server(
+                    spec.name,
+                    version=spec.version,
+                    title=spec.title,
+                    description=spec.description,
+                    instructions=spec.instructions,
+                    **handlers,
+                )
             )
 
     async def catalog(self) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """`UpstreamLink`: one connection to an upstream MCP server, kept alive by a `Supervisor`.
 
 A link is one child process (or one remote session) with the `mcp` client's `ClientSession`
-on it. It remembers which downstream requests are in flight on it, because that is where
-the upstream's own requests (sampling, elicitation, roots) and its log messages belong.
+on it. It is given how to connect and where the upstream's notifications go, and exposes
+what it learned (`initialized`: the upstream's identity and capabilities). It remembers
+which downstream requests are in flight on it, because that is where the upstream's own
+requests (sampling, elicitation, roots) and its log messages belong.
 """
 
 from __future__ import annotations
@@ -10,33 +12,38 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp import ClientSession
+from mcp.client.session import MessageHandlerFnT
 from mcp.server.context import ServerRequestContext
-from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INTERNAL_ERROR
 
-from mcp_tornado.backends.supervisor import Supervisor
-
-if TYPE_CHECKING:
-    from mcp_tornado.backends.upstream import UpstreamBackend
+from mcp_tornado.backends.supervisor import Life, Supervisor
 
 logger = logging.getLogger(__name__)
 
 # How long the upstream may take to answer initialize (a cold `npx` start is slow).
 CONNECT_TIMEOUT = 30.0
 
+Connect = Callable[[], contextlib.AbstractAsyncContextManager[tuple[Any, Any]]]
+"""A fresh connection: `(read_stream, write_stream)` for a `ClientSession`."""
+OnMessage = MessageHandlerFnT
+"""The upstream's notifications (and transport errors), as the `ClientSession` hands them over."""
+
 
 class UpstreamLink:
-    def __init__(self, backend: UpstreamBackend, name: str) -> None:
-        self.backend = backend
+    def __init__(self, name: str, connect: Connect, on_message: OnMessage) -> None:
+        self._connect = connect
+        self._on_message = on_message
         self.client: ClientSession | None = None
+        # What the upstream said about itself at its last initialize.
+        self.initialized: types.InitializeResult | None = None
         self.supervisor = Supervisor(name, self._live)
         self.callers: list[ServerRequestContext[Any, Any]] = []
 
@@ -45,7 +52,7 @@ class UpstreamLink:
         """The client, with `ctx` registered as in flight on this link while it is used."""
         client = self.client
         if client is None:
-            raise MCPError(code=INTERNAL_ERROR, message=f"{self.supervisor.name} is {self.supervisor.state}")
+            raise MCPError(code=INTERNAL_ERROR, message=f"{self.supervisor.name} is {self.supervisor.state.value}")
         self.callers.append(ctx)
         try:
             yield client
@@ -55,12 +62,11 @@ class UpstreamLink:
         finally:
             self.callers.remove(ctx)
 
-    async def _live(self, ready: Callable[[], None]) -> None:
+    async def _live(self, life: Life) -> None:
         """One life of the connection, for the supervisor."""
         async with contextlib.AsyncExitStack() as stack:
-            read, write = await stack.enter_async_context(self.backend.connect())
-            ended = anyio.Event()
-            read = await stack.enter_async_context(_watched(read, ended))
+            read, write = await stack.enter_async_context(self._connect())
+            read = await stack.enter_async_context(_watched(read, life.end))
             client = await stack.enter_async_context(
                 ClientSession(
                     read,
@@ -69,27 +75,17 @@ class UpstreamLink:
                     elicitation_callback=self._elicitation,
                     list_roots_callback=self._roots,
                     logging_callback=self._log,
-                    message_handler=self.backend.upstream_notification,
+                    message_handler=self._on_message,
                 )
             )
             with anyio.fail_after(CONNECT_TIMEOUT):
-                init = await client.initialize()
-            # The downstream sees the upstream's own identity and capabilities.
-            self.backend.init_options = InitializationOptions(
-                server_name=init.server_info.name,
-                server_version=init.server_info.version,
-                title=init.server_info.title,
-                capabilities=init.capabilities,
-                instructions=init.instructions,
-            )
+                self.initialized = await client.initialize()
             self.client = client
-            self.supervisor._end_life = ended.set
-            ready()
+            life.ready()
             try:
-                await ended.wait()
+                await life.wait_end()
             finally:
                 self.client = None
-                self.supervisor._end_life = None
 
     # -- the upstream's requests and logs go to the calls in flight ---------------------------
 
@@ -137,8 +133,8 @@ class UpstreamLink:
 
 
 @contextlib.asynccontextmanager
-async def _watched(read: MemoryObjectReceiveStream[Any], ended: anyio.Event) -> AsyncIterator[Any]:
-    """Relay `read`, setting `ended` when the upstream closes it (the child exited, the link broke)."""
+async def _watched(read: MemoryObjectReceiveStream[Any], on_close: Callable[[], None]) -> AsyncIterator[Any]:
+    """Relay `read`, calling `on_close` when the upstream closes it (the child exited, the link broke)."""
     send, receive = anyio.create_memory_object_stream[Any](16)
 
     async def relay() -> None:
@@ -149,7 +145,7 @@ async def _watched(read: MemoryObjectReceiveStream[Any], ended: anyio.Event) -> 
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
         finally:
-            ended.set()
+            on_close()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(relay)

@@ -15,6 +15,7 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 
 from mcp_tornado.backends.base import Backend
+from mcp_tornado.compat import lowlevel_server
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.importer import ImportFromStringError, import_from_string
@@ -30,7 +31,7 @@ class SdkAppBackend(Backend):
         except ImportFromStringError as exc:
             raise DefinitionError(spec.source, _line(spec), f"app: {exc}", field="app") from None
         if isinstance(app, MCPServer):
-            server: Server[Any] = app._lowlevel_server  # the SDK keeps no public handle to it
+            server: Server[Any] = lowlevel_server(app)
         elif isinstance(app, Server):
             server = app
         else:

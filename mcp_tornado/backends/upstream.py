@@ -23,12 +23,14 @@ import mcp_types as types
 from mcp import ClientSession
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
+from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 
-from mcp_tornado.backends.base import Backend
+from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
-from mcp_tornado.errors import DefinitionError, Unavailable
+from mcp_tornado.backends.link_pool import LinkPool, wait_for
+from mcp_tornado.errors import DefinitionError
 from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.request_info import RequestInfo
 
@@ -44,10 +46,11 @@ class UpstreamBackend(Backend):
     def __init__(self, spec: ServerSpec, *, lazy: bool = False) -> None:
         self.spec = spec
         self.lazy = lazy
-        self.per_session = bool(spec.document.get("per_session", False))
-        self.max_processes = int(spec.document.get("max_processes", DEFAULT_MAX_PROCESSES))
-        self._shared = None if self.per_session else UpstreamLink(self, spec.name)
-        self._links: dict[str, UpstreamLink] = {}  # per session id, with per_session
+        per_session = bool(spec.document.get("per_session", False))
+        max_links = int(spec.document.get("max_processes", DEFAULT_MAX_PROCESSES))
+        self.links = LinkPool(
+            spec.name, self.connect, self.upstream_notification, per_session=per_session, max_links=max_links
+        )
         self._subscribers: dict[str, set[str]] = {}
         super().__init__(self._build_server())
 
@@ -55,74 +58,53 @@ class UpstreamBackend(Backend):
         """A fresh connection: `(read_stream, write_stream)` for a `ClientSession`."""
         raise NotImplementedError
 
+    @property
+    def init_options(self) -> InitializationOptions:
+        """The upstream's own identity and capabilities, once a link has learned them."""
+        learned = next((link.initialized for link in self.links if link.initialized is not None), None)
+        if learned is None:
+            return self.default_init_options
+        return InitializationOptions(
+            server_name=learned.server_info.name,
+            server_version=learned.server_info.version,
+            title=learned.server_info.title,
+            capabilities=learned.capabilities,
+            instructions=learned.instructions,
+        )
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._shared is not None and not self.lazy:
-            self._shared.supervisor.start()
+        if self.links.shared is not None and not self.lazy:
+            self.links.shared.supervisor.start()
 
     async def stop(self) -> None:
-        for link in self._all_links():
-            await link.supervisor.stop()
-        self._links.clear()
+        await self.links.stop()
 
     async def ready(self) -> None:
         """Wait for the shared upstream (starting it if lazy); `Unavailable` (503) while it is down."""
-        if self._shared is None:
-            return  # per-session children start with their session
-        await _wait_for(self._shared, self.spec.name)
+        if self.links.shared is not None:
+            await wait_for(self.links.shared, self.spec.name)  # per-session children start with their session
 
     async def session_opened(self, session_id: str) -> None:
-        if self._shared is not None:
-            return
-        if len(self._links) >= self.max_processes:
-            raise Unavailable(f"{self.spec.name} runs its limit of {self.max_processes} processes", retry_after=5)
-        link = self._links[session_id] = UpstreamLink(self, f"{self.spec.name}[{session_id[:8]}]")
-        try:
-            await _wait_for(link, self.spec.name)
-        except Unavailable:
-            await self.session_closed(session_id)
-            raise
+        await self.links.open(session_id)
 
     async def session_ready(self, session_id: str) -> None:
-        link = self._links.get(session_id)
-        if link is not None:
-            await _wait_for(link, self.spec.name)
+        link = self.links.of(session_id)
+        if link is not None and link is not self.links.shared:
+            await wait_for(link, self.spec.name)
 
     async def session_closed(self, session_id: str) -> None:
-        link = self._links.pop(session_id, None)
-        if link is not None:
-            await link.supervisor.stop()
+        await self.links.close(session_id)
         for subscribers in self._subscribers.values():
             subscribers.discard(session_id)
 
     def describe(self) -> dict[str, Any]:
-        if self._shared is not None:
-            supervisor = self._shared.supervisor
-            state, last_error, restarts = supervisor.state, supervisor.last_error, supervisor.restarts
-        else:
-            states = {link.supervisor.state for link in self._links.values()}
-            state = "running" if states <= {"running"} else sorted(states - {"running"})[0]
-            last_error = next(
-                (lk.supervisor.last_error for lk in self._links.values() if lk.supervisor.last_error), None
-            )
-            restarts = sum(link.supervisor.restarts for link in self._links.values())
-        return {
-            "kind": self.kind,
-            "state": state,
-            "last_error": last_error,
-            "restarts": restarts,
-            "processes": len(self._links) if self.per_session else None,
-        }
-
-    def _all_links(self) -> list[UpstreamLink]:
-        return ([self._shared] if self._shared is not None else []) + list(self._links.values())
+        return {"kind": self.kind, **self.links.describe()}
 
     def _link(self, ctx: ServerRequestContext[Any, Any]) -> UpstreamLink:
-        if self._shared is not None:
-            return self._shared
         session_id = ctx.request.session_id if isinstance(ctx.request, RequestInfo) else None
-        link = self._links.get(session_id or "")
+        link = self.links.of(session_id)
         if link is None:
             raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} has no process for this session")
         return link
@@ -132,20 +114,22 @@ class UpstreamBackend(Backend):
     def _build_server(self) -> Server[Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging/setLevel is still a 2025 method
-            return Server(
-                self.spec.name,
-                version=self.spec.version,
-                on_list_tools=self._forward(lambda c, p: c.list_tools(params=p)),
-                on_call_tool=self._call_tool,
-                on_list_resources=self._forward(lambda c, p: c.list_resources(params=p)),
-                on_list_resource_templates=self._forward(lambda c, p: c.list_resource_templates(params=p)),
-                on_read_resource=self._forward(lambda c, p: c.read_resource(p.uri)),
-                on_subscribe_resource=self._subscribe,
-                on_unsubscribe_resource=self._unsubscribe,
-                on_list_prompts=self._forward(lambda c, p: c.list_prompts(params=p)),
-                on_get_prompt=self._forward(lambda c, p: c.get_prompt(p.name, p.arguments)),
-                on_completion=self._forward(lambda c, p: c.complete(p.ref, p.argument.model_dump(), p.context)),
-                on_set_logging_level=self._set_level,
+            return own_server(
+                Server(
+                    self.spec.name,
+                    version=self.spec.version,
+                    on_list_tools=self._forward(lambda c, p: c.list_tools(params=p)),
+                    on_call_tool=self._call_tool,
+                    on_list_resources=self._forward(lambda c, p: c.list_resources(params=p)),
+                    on_list_resource_templates=self._forward(lambda c, p: c.list_resource_templates(params=p)),
+                    on_read_resource=self._forward(lambda c, p: c.read_resource(p.uri)),
+                    on_subscribe_resource=self._subscribe,
+                    on_unsubscribe_resource=self._unsubscribe,
+                    on_list_prompts=self._forward(lambda c, p: c.list_prompts(params=p)),
+                    on_get_prompt=self._forward(lambda c, p: c.get_prompt(p.name, p.arguments)),
+                    on_completion=self._forward(lambda c, p: c.complete(p.ref, p.argument.model_dump(), p.context)),
+                    on_set_logging_level=self._set_level,
+                )
             )
 
     def _forward(self, call: Callable[[ClientSession, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -174,7 +158,7 @@ class UpstreamBackend(Backend):
         logger.info("%s: the upstream lost our session; opening a new one", self.spec.name)
         link.supervisor.renew()
         if not await link.supervisor.wait_ready(CONNECT_TIMEOUT):
-            raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} is {link.supervisor.state}")
+            raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} is {link.supervisor.state.value}")
         async with link.calling(ctx) as client:
             return await call(client)
 
@@ -206,7 +190,7 @@ class UpstreamBackend(Backend):
         subscribers = self._subscribers.get(str(params.uri), set())
         if isinstance(ctx.request, RequestInfo):
             subscribers.discard(ctx.request.session_id or "")
-        if subscribers and self._shared is not None:
+        if subscribers and self.links.shared is not None:
             return types.EmptyResult()  # other sessions on the shared upstream still want it
         self._subscribers.pop(str(params.uri), None)
         return await self._upstream(ctx, lambda client: _quietly(client.unsubscribe_resource, str(params.uri)))
@@ -229,7 +213,7 @@ class UpstreamBackend(Backend):
             await self.publish(method, params, None)
 
     async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> Any:
-        if self._shared is not None:
+        if self.links.shared is not None:
             return types.EmptyResult()  # one session may not change the level every session sees
         return await self._upstream(ctx, lambda client: _set_level(client, params))
 
@@ -242,18 +226,6 @@ def expand(value: str, environ: Mapping[str, str], spec: ServerSpec, field: str)
         line = spec.lines.get(tuple(field.split("."))) if spec.lines else None
         problem = f"{field}: {value!r} needs {exc} from the environment"
         raise DefinitionError(spec.source, line, problem, field=field) from None
-
-
-async def _wait_for(link: UpstreamLink, name: str) -> None:
-    supervisor = link.supervisor
-    if supervisor.running:
-        return
-    if supervisor.state in ("stopped", "starting") and await supervisor.wait_ready(CONNECT_TIMEOUT):
-        return  # a first start (lazy, or just started): worth waiting for
-    raise Unavailable(
-        f"{name} is {supervisor.state}: {supervisor.last_error or 'not ready'}",
-        retry_after=round(supervisor.retry_after()),
-    )
 
 
 def _session_lost(exc: MCPError) -> bool:

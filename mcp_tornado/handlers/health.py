@@ -8,6 +8,7 @@ from typing import Any
 import tornado.template
 
 from mcp_tornado import __version__
+from mcp_tornado.backends.state import BackendState
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.hosting.registry import ServerRegistry
 
@@ -21,7 +22,7 @@ def status(registry: ServerRegistry) -> dict[str, Any]:
         info = hosted.backend.describe()
         entry = servers[hosted.name] = {"state": info["state"], "kind": info["kind"], "sessions": len(hosted.sessions)}
         # A lazy server not started yet is fine; one that is down is not.
-        healthy = healthy and info["state"] not in ("restarting", "crashed")
+        healthy = healthy and not BackendState(info["state"]).down
         if stuck := info.get("abandoned_threads"):
             entry["abandoned_threads"] = stuck
             # At its cap a server refuses every sync call until some stuck thread returns.

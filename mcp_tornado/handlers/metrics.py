@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mcp_tornado.backends.state import BackendState
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.telemetry import RequestCounter
@@ -59,7 +60,7 @@ def exposition(registry: ServerRegistry, counter: RequestCounter) -> str:
         "mcp_tornado_server_up",
         "gauge",
         "1 when the server's backend can take requests.",
-        [(labels, 0 if info["state"] in ("restarting", "crashed") else 1) for labels, _, info in per_server],
+        [(labels, 0 if BackendState(info["state"]).down else 1) for labels, _, info in per_server],
     )
     lines += _family(
         "mcp_tornado_backend_restarts_total",
