@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check --isolated --line-length 120 --select E,F,W,I,B,UP mcp_tornado tests bench
 	$(BIN)/ruff format --isolated --check --line-length 120 mcp_tornado tests bench
 	$(BIN)/mypy
+	$(BIN)/python tools/check_layers.py
 
 $(EVERYTHING):
 	npm install --silent --no-audit --no-fund --prefix .tools @modelcontextprotocol/server-everything@$(EVERYTHING_VERSION)

@@ -7,6 +7,7 @@ import logging
 import tornado.log
 import tornado.web
 
+from mcp_tornado.definitions import NAME_RULE
 from mcp_tornado.handlers.admin import ServerHandler, ServersHandler
 from mcp_tornado.handlers.base import HostGuard, NotFoundHandler
 from mcp_tornado.handlers.health import HealthHandler, StatusPageHandler
@@ -16,7 +17,7 @@ from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings, transport_security
 from mcp_tornado.telemetry import RequestCounter
 
-NAME = r"([A-Za-z0-9][A-Za-z0-9_-]{0,63})"
+NAME = f"({NAME_RULE})"
 
 
 def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Application:

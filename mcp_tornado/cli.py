@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mcp_tornado import __version__, auth, logs
+from mcp_tornado import definitions as specs
 from mcp_tornado.errors import DefinitionError
-from mcp_tornado.hosting import spec as specs
 from mcp_tornado.hosting.registry import ServerRegistry, is_definition
 from mcp_tornado.server import Gateway, serve_forever
 from mcp_tornado.settings import Settings, SettingsError

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
-import json
 import logging
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,22 +26,18 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
+from mcp_tornado.backends import results
 from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
 from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
+from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import DefinitionError
-from mcp_tornado.hosting.spec import PromptSpec, ResourceSpec, ServerSpec
 from mcp_tornado.importer import ImportFromStringError, import_from_string
 from mcp_tornado.request_info import RequestInfo
 
 logger = logging.getLogger(__name__)
-
-PAGE_SIZE = 100
-_CURSOR = re.compile(r"[0-9]{1,9}")  # our cursors are offsets; anything else is a client's invention
-_CONTENT = TypeAdapter(types.ContentBlock)
-_PROMPT_MESSAGES = TypeAdapter(list[types.PromptMessage])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,10 +77,10 @@ class InProcessBackend(Backend):
         self._listed_tools = listed
         # Wire form of every tools/list page, keyed by its cursor offset: static data, dumped once.
         self._tool_pages = {
-            start: _page_result(
+            start: results.page_result(
                 "tools", [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in listed], start
             )
-            for start in range(0, max(len(listed), 1), PAGE_SIZE)
+            for start in range(0, max(len(listed), 1), results.PAGE_SIZE)
         }
         self._resources = {
             r.uri: (
@@ -140,7 +134,7 @@ class InProcessBackend(Backend):
             )
 
     async def catalog(self) -> dict[str, Any]:
-        return {kind: self.spec.document.get(kind) for kind in ("tools", "resources", "prompts")}
+        return {"tools": self.spec.tools, "resources": self.spec.resources, "prompts": self.spec.prompts}
 
     async def stop(self) -> None:
         self._handlers.shutdown()  # never blocks; queued calls still finish: their clients get answers
@@ -158,13 +152,13 @@ class InProcessBackend(Backend):
 
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         """The SDK handler for `tools/list`."""
-        page, cursor = _page(self._listed_tools, params)
+        page, cursor = results.page(self._listed_tools, params)
         return types.ListToolsResult(tools=page, next_cursor=cursor)
 
     async def _fast_list_tools(self, ctx: Any, params: Any) -> dict[str, Any]:
         """`tools/list` on the fast path: pages dumped once at load time."""
         checked = types.PaginatedRequestParams.model_validate({} if params is None else params, by_name=False)
-        return self._tool_pages[_start_of(checked.cursor, len(self._listed_tools))]
+        return self._tool_pages[results.start_of(checked.cursor, len(self._listed_tools))]
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -187,38 +181,40 @@ class InProcessBackend(Backend):
             try:
                 problem = await self._handlers.run(_problem, tool.validator, arguments, timeout=self.spec.timeout)
             except (TimeoutError, PoolExhausted) as exc:
-                return _error_result(
+                return results.error_result(
                     f"Tool {name} was not run: its arguments could not be checked ({exc or 'timeout'})"
                 )
         else:
             problem = _problem(tool.validator, arguments)
         if problem is not None:
-            return _error_result(problem)
+            return results.error_result(problem)
         try:
             value = await self._invoke(tool.fn, tool.is_async, arguments, ctx)
         except TimeoutError:
-            return _error_result(f"Tool {name} timed out after {self.spec.timeout:g} s")
+            return results.error_result(f"Tool {name} timed out after {self.spec.timeout:g} s")
         except PoolExhausted as exc:
             logger.warning("%s: tool %s refused: %s", self.spec.name, name, exc)
-            return _error_result(f"Tool {name} was not run: {exc}; try again later")
+            return results.error_result(f"Tool {name} was not run: {exc}; try again later")
         except MCPError:
             raise
         except Exception as exc:
             logger.warning("%s: tool %s raised", self.spec.name, name, exc_info=True)
-            return _error_result(f"Tool {name} failed: {type(exc).__name__}: {exc}")
+            return results.error_result(f"Tool {name} failed: {type(exc).__name__}: {exc}")
         try:
-            result = _to_result(value)
-        except _NotJSON:
-            return _error_result(f"Tool {name} returned a value that is not valid JSON (NaN or Infinity)")
+            result = results.to_result(value)
+        except results.NotJSON:
+            return results.error_result(f"Tool {name} returned a value that is not valid JSON (NaN or Infinity)")
         except (TypeError, ValueError, ValidationError) as exc:
             logger.warning("%s: tool %s returned an unusable value: %s", self.spec.name, name, exc)
-            return _error_result(f"Tool {name} returned an unusable value")
+            return results.error_result(f"Tool {name} returned an unusable value")
         if tool.output_validator is not None and not result.get("isError"):
             structured = result.get("structuredContent")
             if not tool.output_validator.is_valid(structured):
                 problem = jsonschema.exceptions.best_match(tool.output_validator.iter_errors(structured))
                 message = problem.message if problem is not None else "invalid"
-                return _error_result(f"Tool {name} returned output that does not match its outputSchema: {message}")
+                return results.error_result(
+                    f"Tool {name} returned output that does not match its outputSchema: {message}"
+                )
         return result
 
     # -- resources ------------------------------------------------------------------------
@@ -228,7 +224,7 @@ class InProcessBackend(Backend):
             types.Resource(uri=r.uri, name=r.name, title=r.title, description=r.description, mime_type=r.mime_type)
             for r, _ in self._resources.values()
         ]
-        page, cursor = _page(listed, params)
+        page, cursor = results.page(listed, params)
         return types.ListResourcesResult(resources=page, next_cursor=cursor)
 
     async def _read_resource(
@@ -242,8 +238,8 @@ class InProcessBackend(Backend):
         what = f"Resource {spec.uri}"
         value: Any = spec.text if fn is None else await self._invoke_or_raise(what, fn, spec.uri, ctx)
         try:
-            contents = _resource_contents(spec, value)
-        except _NotJSON:
+            contents = results.resource_contents(spec, value)
+        except results.NotJSON:
             raise MCPError(
                 code=INTERNAL_ERROR, message=f"{what} returned a value that is not valid JSON (NaN or Infinity)"
             ) from None
@@ -264,7 +260,7 @@ class InProcessBackend(Backend):
             )
             for p, _ in self._prompts.values()
         ]
-        page, cursor = _page(listed, params)
+        page, cursor = results.page(listed, params)
         return types.ListPromptsResult(prompts=page, next_cursor=cursor)
 
     async def _get_prompt(
@@ -279,7 +275,7 @@ class InProcessBackend(Backend):
         if missing:
             raise MCPError(code=INVALID_PARAMS, message=f"Missing required argument(s): {', '.join(missing)}")
         if fn is not None:
-            return _prompt_result(spec, await self._invoke_or_raise(f"Prompt {spec.name}", fn, arguments, ctx))
+            return results.prompt_result(spec, await self._invoke_or_raise(f"Prompt {spec.name}", fn, arguments, ctx))
         values = _Blank({a.name: "" for a in spec.arguments}) | arguments
         messages = [
             types.PromptMessage(role=role, content=types.TextContent(type="text", text=text.format_map(_Blank(values))))  # type: ignore[arg-type]
@@ -390,100 +386,3 @@ def _validator(schema: Any) -> jsonschema.protocols.Validator:
     """Built once per tool. `format` stays an annotation, as JSON Schema 2020-12 has it by default."""
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls(schema)
-
-
-def _start_of(cursor: str | None, total: int) -> int:
-    """The offset a cursor stands for; an unknown cursor is INVALID_PARAMS, as the spec says."""
-    if cursor is None:
-        return 0
-    if not _CURSOR.fullmatch(cursor) or int(cursor) % PAGE_SIZE or int(cursor) >= max(total, 1):
-        raise MCPError(code=INVALID_PARAMS, message="Invalid cursor")
-    return int(cursor)
-
-
-def _page(items: list[Any], params: types.PaginatedRequestParams | None) -> tuple[list[Any], str | None]:
-    start = _start_of(params.cursor if params is not None else None, len(items))
-    end = start + PAGE_SIZE
-    return items[start:end], (str(end) if end < len(items) else None)
-
-
-def _page_result(key: str, items: list[Any], start: int) -> dict[str, Any]:
-    end = start + PAGE_SIZE
-    result: dict[str, Any] = {key: items[start:end]}
-    if end < len(items):
-        result["nextCursor"] = str(end)
-    return result
-
-
-def _text(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text}
-
-
-def _error_result(message: str) -> dict[str, Any]:
-    return {"content": [_text(message)], "isError": True}
-
-
-class _NotJSON(ValueError):
-    """A handler's value holds NaN or Infinity, which JSON has no way to write."""
-
-
-def _dumps(value: Any) -> str:
-    """Strict JSON text of `value`; raises `_NotJSON` for NaN or Infinity anywhere in it."""
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:
-        json.dumps(value, ensure_ascii=False, default=str)  # raises again if the problem is another one (a cycle)
-        raise _NotJSON from None
-
-
-def _to_result(value: Any) -> dict[str, Any]:
-    """A handler's return value as the wire form of a `CallToolResult` (see PRODUCT.md section 3)."""
-    if isinstance(value, str):
-        return {"content": [_text(value)], "isError": False}
-    if isinstance(value, dict):
-        # Checked here, where the text is made anyway: structuredContent goes out as it is.
-        return {"content": [_text(_dumps(value))], "structuredContent": value, "isError": False}
-    if isinstance(value, types.CallToolResult):
-        return value.model_dump(by_alias=True, mode="json", exclude_none=True)
-    if value is None:
-        return {"content": [], "isError": False}
-    if isinstance(value, list | tuple):
-        return {"content": [_content(item) for item in value], "isError": False}
-    if isinstance(value, int | float | bool):
-        return {"content": [_text(_dumps(value))], "isError": False}
-    raise TypeError(f"cannot turn a {type(value).__name__} into a tool result")
-
-
-def _content(item: Any) -> dict[str, Any]:
-    if isinstance(item, str):
-        return _text(item)
-    block = _CONTENT.validate_python(item, by_name=False) if isinstance(item, dict) else _CONTENT.validate_python(item)
-    return block.model_dump(by_alias=True, mode="json", exclude_none=True)
-
-
-def _resource_contents(spec: ResourceSpec, value: Any) -> list[Any]:
-    mime = spec.mime_type or "text/plain"
-    if isinstance(value, str):
-        return [types.TextResourceContents(uri=spec.uri, mime_type=mime, text=value)]
-    if isinstance(value, bytes):
-        import base64
-
-        blob = base64.b64encode(value).decode()
-        return [
-            types.BlobResourceContents(uri=spec.uri, mime_type=spec.mime_type or "application/octet-stream", blob=blob)
-        ]
-    if isinstance(value, dict):
-        return [
-            types.TextResourceContents(uri=spec.uri, mime_type=spec.mime_type or "application/json", text=_dumps(value))
-        ]
-    raise TypeError(f"resource handler returned {type(value).__name__}; expected str, bytes or dict")
-
-
-def _prompt_result(spec: PromptSpec, value: Any) -> types.GetPromptResult:
-    if isinstance(value, types.GetPromptResult):
-        return value
-    if isinstance(value, str):
-        value = [{"role": "user", "content": {"type": "text", "text": value}}]
-    return types.GetPromptResult(
-        description=spec.description, messages=_PROMPT_MESSAGES.validate_python(value, by_name=False)
-    )

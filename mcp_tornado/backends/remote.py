@@ -17,17 +17,18 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_tornado.backends.link import CONNECT_TIMEOUT
 from mcp_tornado.backends.upstream import UpstreamBackend, expand
-from mcp_tornado.hosting.spec import ServerSpec
+from mcp_tornado.definitions import ServerSpec
 
 
 class RemoteBackend(UpstreamBackend):
     kind = "url"
 
     def __init__(self, spec: ServerSpec, *, environ: Mapping[str, str]) -> None:
-        document = spec.document
-        self.url = document["url"]
-        self.headers = {k: expand(v, environ, spec, f"headers.{k}") for k, v in document.get("headers", {}).items()}
-        super().__init__(spec, lazy=document.get("start") == "lazy")
+        remote = spec.remote
+        assert remote is not None
+        self.url = remote.url
+        self.headers = {k: expand(v, environ, spec, f"headers.{k}") for k, v in remote.headers.items()}
+        super().__init__(spec, lazy=remote.lazy)
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[tuple[Any, Any]]:

@@ -16,8 +16,8 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.compat import lowlevel_server
+from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import DefinitionError
-from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.importer import ImportFromStringError, import_from_string
 
 

@@ -15,7 +15,6 @@ import contextlib
 import errno
 import logging
 import os
-import shlex
 import shutil
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -25,8 +24,7 @@ from typing import Any
 from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 
 from mcp_tornado.backends.upstream import UpstreamBackend, expand
-from mcp_tornado.errors import DefinitionError
-from mcp_tornado.hosting.spec import ServerSpec
+from mcp_tornado.definitions import ServerSpec
 
 logger = logging.getLogger("mcp_tornado.child")
 
@@ -38,26 +36,15 @@ class StdioBackend(UpstreamBackend):
     kind = "command"
 
     def __init__(self, spec: ServerSpec, *, directory: Path, environ: Mapping[str, str]) -> None:
-        document = spec.document
-        raw = document["command"]
-        try:
-            argv = shlex.split(raw) if isinstance(raw, str) else list(raw)
-        except ValueError as exc:
-            raise DefinitionError(
-                spec.source, spec.lines.get(("command",)), f"command: {exc}", field="command"
-            ) from None
-        argv += list(document.get("args", []))
-        if not argv or not argv[0].strip():
-            raise DefinitionError(
-                spec.source, spec.lines.get(("command",)), "command: names no program", field="command"
-            )
-        argv = [expand(arg, environ, spec, "command") for arg in argv]
-        env = {key: expand(str(value), environ, spec, f"env.{key}") for key, value in document.get("env", {}).items()}
-        cwd = directory / document["cwd"] if "cwd" in document else directory
+        command = spec.command
+        assert command is not None
+        argv = [expand(arg, environ, spec, "command") for arg in command.argv]
+        env = {key: expand(value, environ, spec, f"env.{key}") for key, value in command.env.items()}
+        cwd = directory / command.cwd if command.cwd is not None else directory
         self.params = StdioServerParameters(command=argv[0], args=argv[1:], env=env or None, cwd=cwd)
         spawned = guarded(argv)
         self._spawn = self.params.model_copy(update={"command": spawned[0], "args": spawned[1:]})
-        super().__init__(spec, lazy=document.get("start") == "lazy")
+        super().__init__(spec, lazy=command.lazy, per_session=command.per_session, max_links=command.max_processes)
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[tuple[Any, Any]]:

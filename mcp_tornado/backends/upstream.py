@@ -30,24 +30,20 @@ from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
 from mcp_tornado.backends.link_pool import LinkPool, wait_for
+from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import DefinitionError
-from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.request_info import RequestInfo
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_PROCESSES = 16
 
 
 class UpstreamBackend(Backend):
     kind = "upstream"
     always_ready = False
 
-    def __init__(self, spec: ServerSpec, *, lazy: bool = False) -> None:
+    def __init__(self, spec: ServerSpec, *, lazy: bool, per_session: bool = False, max_links: int = 1) -> None:
         self.spec = spec
         self.lazy = lazy
-        per_session = bool(spec.document.get("per_session", False))
-        max_links = int(spec.document.get("max_processes", DEFAULT_MAX_PROCESSES))
         self.links = LinkPool(
             spec.name, self.connect, self.upstream_notification, per_session=per_session, max_links=max_links
         )

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from mcp_tornado import auth
+from mcp_tornado import definitions as specs
 from mcp_tornado.errors import BadRequest, Conflict, DefinitionError, NotFound, Unauthorized
 from mcp_tornado.handlers.base import BaseHandler
-from mcp_tornado.hosting import spec as specs
 from mcp_tornado.hosting import store
 from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.hosting.registry import ServerRegistry

@@ -18,8 +18,8 @@ from mcp_types import JSONRPCRequest
 
 from mcp_tornado.auth import ApiKeys, Principal, require_server
 from mcp_tornado.backends.base import Backend
+from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable
-from mcp_tornado.hosting.spec import ServerSpec
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport import stateless
 from mcp_tornado.transport.exchange import ACCEPTED, JsonAnswer, OpenSink

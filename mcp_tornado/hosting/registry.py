@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from mcp_tornado import auth
+from mcp_tornado import definitions as specs
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.inprocess import InProcessBackend
 from mcp_tornado.backends.remote import RemoteBackend
 from mcp_tornado.backends.sdk_app import SdkAppBackend
 from mcp_tornado.backends.stdio import StdioBackend
 from mcp_tornado.errors import DefinitionError
-from mcp_tornado.hosting import spec as specs
 from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.settings import Settings
 

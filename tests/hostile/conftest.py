@@ -103,7 +103,9 @@ def spawn_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
             gateway.proc.stdout.close()
 
 
-def wait_until(check: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.05, message: str = "") -> object:
+def wait_until(
+    check: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.05, message: str = ""
+) -> object:
     """Poll `check()` (sync) until truthy, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -2,7 +2,13 @@
 
 Parsing keeps the line of every node, so each problem is reported as `file:line: problem`.
 The JSON Schema in `mcp_tornado/schema/server.schema.json` is the single description of the
-format; this module only adds what a schema cannot say (valid tool schemas, key digests).
+format (the server name rule included); this module only adds what a schema cannot say (valid
+tool schemas, key digests, a command line that splits) and types every backend's settings:
+`CommandSpec` for `command:`, `RemoteSpec` for `url:`, `app` for `app:`, the tools,
+resources and prompts for an in-process server.
+
+Long because the format is one thing: every part of it is typed and checked here, and
+splitting the dataclasses from their parsing would only scatter that one description.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import stat
 from collections.abc import Mapping
 from importlib import resources
@@ -22,7 +29,6 @@ import yaml
 
 from mcp_tornado.errors import DefinitionError
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # use with fullmatch
 _SHA256_ENTRY = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 # A definition is a few KB of YAML; anything past this is a mistake or an attack on memory.
 MAX_DEFINITION_BYTES = 1024 * 1024
@@ -31,6 +37,11 @@ SCHEMA: dict[str, Any] = json.loads(
     resources.files("mcp_tornado").joinpath("schema/server.schema.json").read_text(encoding="utf-8")
 )
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+# The one server name rule: the schema's, also used for routes and the management API.
+NAME_RULE: str = SCHEMA["$defs"]["serverName"]["pattern"].removeprefix("^").removesuffix("$")
+NAME_PATTERN = re.compile(NAME_RULE)  # use with fullmatch
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_PROCESSES = 16
 
 Path_ = tuple[str | int, ...]
 
@@ -44,7 +55,7 @@ class ToolSpec:
     input_schema: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"type": "object"})
     output_schema: Mapping[str, Any] | None = None
     annotations: Mapping[str, Any] | None = None
-    line: int | None = None
+    line: int | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +67,7 @@ class ResourceSpec:
     mime_type: str | None = None
     text: str | None = None
     handler: str | None = None
-    line: int | None = None
+    line: int | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +86,29 @@ class PromptSpec:
     arguments: tuple[PromptArgumentSpec, ...] = ()
     messages: tuple[tuple[str, str], ...] = ()
     handler: str | None = None
-    line: int | None = None
+    line: int | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandSpec:
+    """`command:` a stdio server run as a child. `argv` and `env` are as written: `${VAR}`
+    references are expanded against the environment when the backend is built."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cwd: str | None = None
+    lazy: bool = False
+    per_session: bool = False
+    max_processes: int = DEFAULT_MAX_PROCESSES
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteSpec:
+    """`url:` a remote Streamable HTTP server, proxied; `headers` as written (`${VAR}` unexpanded)."""
+
+    url: str
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    lazy: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +128,8 @@ class ServerSpec:
     resources: tuple[ResourceSpec, ...] = ()
     prompts: tuple[PromptSpec, ...] = ()
     app: str | None = None
+    command: CommandSpec | None = None
+    remote: RemoteSpec | None = None
     document: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     lines: Mapping[Path_, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -170,7 +205,7 @@ def from_document(
         raise fail(where, f"{field}: {best.message}")
     name = document.get("name", default_name)
     if not NAME_PATTERN.fullmatch(str(name)):
-        raise fail(("name",), f"name: {name!r} is not a valid server name ([A-Za-z0-9][A-Za-z0-9_-]{{0,63}})")
+        raise fail(("name",), f"name: {name!r} is not a valid server name ({NAME_RULE})")
     for i, entry in enumerate(document.get("api_keys", [])):
         if entry.startswith("sha256:") and not _SHA256_ENTRY.match(entry):
             raise fail(("api_keys", i), f"api_keys.{i}: a sha256 entry needs 64 hex digits")
@@ -232,6 +267,12 @@ def from_document(
         for i, raw in enumerate(document.get("prompts", []))
     )
     backend = next((kind for kind in ("app", "command", "url") if kind in document), "inprocess")
+    command = _command(document, fail) if backend == "command" else None
+    remote = (
+        RemoteSpec(url=document["url"], headers=dict(document.get("headers", {})), lazy=document.get("start") == "lazy")
+        if backend == "url"
+        else None
+    )
     return ServerSpec(
         name=str(name),
         source=source,
@@ -241,13 +282,34 @@ def from_document(
         description=document.get("description"),
         instructions=document.get("instructions"),
         api_keys=tuple(document.get("api_keys", ())),
-        timeout=float(document.get("timeout", 60.0)),
+        timeout=float(document.get("timeout", DEFAULT_TIMEOUT)),
         tools=tuple(tools),
         resources=resources_,
         prompts=prompts,
         app=document.get("app"),
+        command=command,
+        remote=remote,
         document=document,
         lines=lines,
+    )
+
+
+def _command(document: Mapping[str, Any], fail: Any) -> CommandSpec:
+    raw = document["command"]
+    try:
+        argv = shlex.split(raw) if isinstance(raw, str) else list(raw)
+    except ValueError as exc:
+        raise fail(("command",), f"command: {exc}") from None
+    argv += list(document.get("args", []))
+    if not argv or not argv[0].strip():
+        raise fail(("command",), "command: names no program")
+    return CommandSpec(
+        argv=tuple(argv),
+        env={str(key): str(value) for key, value in document.get("env", {}).items()},
+        cwd=document.get("cwd"),
+        lazy=document.get("start") == "lazy",
+        per_session=bool(document.get("per_session", False)),
+        max_processes=int(document.get("max_processes", DEFAULT_MAX_PROCESSES)),
     )
 
 
