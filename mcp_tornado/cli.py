@@ -134,7 +134,7 @@ def _check(args: argparse.Namespace) -> int:
         try:
             spec = specs.load_file(path)
             directory = path.parent
-            registry = ServerRegistry(Settings(servers_dir=directory, dev=True))
+            registry = ServerRegistry(Settings(servers_dir=directory, dev=True, environ=os.environ))
             registry.build_backend(spec)
         except DefinitionError as exc:
             print(exc)

@@ -71,6 +71,9 @@ class Settings:
     # Seconds SIGTERM waits for in-flight calls before ending sessions and exiting anyway.
     shutdown_grace: float = 10.0
     dev: bool = False
+    # The environment `${VAR}` in definitions is expanded from (a child's env, an upstream's
+    # headers): the one `from_environ` was given, so tests and embedders pass their own.
+    environ: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
@@ -84,6 +87,7 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{var}={raw!r}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
+        values.setdefault("environ", dict(environ))
         settings = cls(**values)
         settings.check()
         return settings

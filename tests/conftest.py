@@ -23,12 +23,15 @@ from mcp_tornado.settings import Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 HERE = Path(__file__).parent
-# What tests/servers/child.yaml expands: this interpreter runs the child, so it has `mcp`.
-os.environ.setdefault("MCP_TEST_PYTHON", sys.executable)
-os.environ.setdefault("MCP_TEST_USER", "tester")
 # The npm reference server, installed by `make test` (see the Makefile).
 EVERYTHING_SERVER = HERE.parent / ".tools/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-os.environ.setdefault("MCP_TEST_EVERYTHING", str(EVERYTHING_SERVER))
+# What the test definitions expand (`${VAR}`), handed to the gateway as its environment:
+# this interpreter runs the Python children, so they have `mcp`.
+TEST_ENVIRON = {
+    "MCP_TEST_PYTHON": sys.executable,
+    "MCP_TEST_USER": "tester",
+    "MCP_TEST_EVERYTHING": str(EVERYTHING_SERVER),
+}
 
 
 @pytest.fixture
@@ -47,7 +50,9 @@ def settings_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def gateway(io_loop: tornado.ioloop.IOLoop, servers_dir: Path, settings_overrides: dict[str, Any]) -> Iterator[Gateway]:
-    settings = Settings.from_environ({"JWT_SECRET": SECRET}, servers_dir=servers_dir, **settings_overrides)
+    settings = Settings.from_environ(
+        {"JWT_SECRET": SECRET, **TEST_ENVIRON}, servers_dir=servers_dir, **settings_overrides
+    )
     gw = Gateway(settings)
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     io_loop.run_sync(lambda: gw.start(sockets))

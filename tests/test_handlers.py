@@ -14,13 +14,15 @@ from mcp_tornado import auth
 from mcp_tornado.app import make_app
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings
-from tests.conftest import SECRET, token
+from tests.conftest import SECRET, TEST_ENVIRON, token
 from tests.e2e.wire import headers, init_body
 
 
 @pytest.fixture
 def app(io_loop: tornado.ioloop.IOLoop, servers_dir: Path) -> Iterator[tornado.web.Application]:
-    settings = Settings.from_environ({"JWT_SECRET": SECRET}, servers_dir=servers_dir, max_body_bytes=64 * 1024)
+    settings = Settings.from_environ(
+        {"JWT_SECRET": SECRET, **TEST_ENVIRON}, servers_dir=servers_dir, max_body_bytes=64 * 1024
+    )
     registry = ServerRegistry(settings)
     io_loop.run_sync(registry.load_all)
     yield make_app(settings, registry)

@@ -116,7 +116,11 @@ class InProcessBackend(Backend):
         if spec.tools:
             handlers.update(on_list_tools=self._list_tools, on_call_tool=self._call_tool)
         if spec.resources:
-            handlers.update(on_list_resources=self._list_resources, on_read_resource=self._read_resource)
+            handlers.update(
+                on_list_resources=self._list_resources,
+                on_read_resource=self._read_resource,
+                on_list_resource_templates=self._list_resource_templates,  # none, as the SDK's MCPServer says
+            )
         if spec.prompts:
             handlers.update(on_list_prompts=self._list_prompts, on_get_prompt=self._get_prompt)
         with warnings.catch_warnings():
@@ -218,6 +222,11 @@ class InProcessBackend(Backend):
         return result
 
     # -- resources ------------------------------------------------------------------------
+
+    async def _list_resource_templates(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=[])
 
     async def _list_resources(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
         listed = [

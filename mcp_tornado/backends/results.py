@@ -15,6 +15,8 @@ from typing import Any
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
+from mcp_types.methods import serialize_server_result
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from pydantic import TypeAdapter
 
 from mcp_tornado.definitions import PromptSpec, ResourceSpec
@@ -77,7 +79,10 @@ def to_result(value: Any) -> dict[str, Any]:
         # Checked here, where the text is made anyway: structuredContent goes out as it is.
         return {"content": [text(dumps(value))], "structuredContent": value, "isError": False}
     if isinstance(value, types.CallToolResult):
-        return value.model_dump(by_alias=True, mode="json", exclude_none=True)
+        # Through the SDK's own sieve: the model carries fields of later revisions (`resultType`).
+        return serialize_server_result(
+            "tools/call", LATEST_HANDSHAKE_VERSION, value.model_dump(by_alias=True, mode="json", exclude_none=True)
+        )
     if value is None:
         return {"content": [], "isError": False}
     if isinstance(value, list | tuple):

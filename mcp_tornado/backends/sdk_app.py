@@ -37,7 +37,7 @@ class SdkAppBackend(Backend):
         else:
             problem = f"app: {spec.app} is a {type(app).__name__}, not an MCPServer or a lowlevel Server"
             raise DefinitionError(spec.source, _line(spec), problem, field="app")
-        super().__init__(server)
+        super().__init__(server, list_changed=True)  # a reload of its module changes its lists, and we say so
         self._app = app
         self.request_timeout = spec.timeout
         self.modules = frozenset({spec.app.partition(":")[0]})

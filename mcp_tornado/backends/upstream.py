@@ -25,7 +25,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
+from mcp_types import INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 
 from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
@@ -209,6 +209,9 @@ class UpstreamBackend(Backend):
             await self.publish(method, params, None)
 
     async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> Any:
+        if self.init_options.capabilities.logging is None:
+            # What the upstream itself answers when it offers no logging.
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="logging/setLevel")
         if self.links.shared is not None:
             return types.EmptyResult()  # one session may not change the level every session sees
         return await self._upstream(ctx, lambda client: _set_level(client, params))

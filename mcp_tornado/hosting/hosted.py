@@ -211,7 +211,14 @@ class HostedServer:
         re-list is cheap, a missed change is not.
         """
         new = await self.backend.catalog()
-        for kind in ("tools", "resources", "prompts"):
+        capabilities = self.backend.init_options.capabilities
+        for kind, declared in (
+            ("tools", capabilities.tools),
+            ("resources", capabilities.resources),
+            ("prompts", capabilities.prompts),
+        ):
+            if declared is None or not declared.list_changed:
+                continue  # the server never said it would tell: its clients do not listen for it
             if old is None or new is None or old.get(kind) != new.get(kind):
                 await self.publish(f"notifications/{kind}/list_changed", None, None)
 

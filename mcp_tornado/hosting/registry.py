@@ -13,7 +13,6 @@ import functools
 import hashlib
 import importlib
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,9 +128,9 @@ class ServerRegistry:
         if spec.backend == "app":
             return SdkAppBackend(spec, search_path=self.directory)
         if spec.backend == "command":
-            return StdioBackend(spec, directory=self.directory, environ=os.environ)
+            return StdioBackend(spec, directory=self.directory, environ=self.settings.environ)
         if spec.backend == "url":
-            return RemoteBackend(spec, environ=os.environ)
+            return RemoteBackend(spec, environ=self.settings.environ)
         raise DefinitionError(spec.source, 1, f"backend {spec.backend!r} is not available in this version")
 
     async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:

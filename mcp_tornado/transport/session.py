@@ -20,11 +20,11 @@ import anyio
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
-from mcp.server.runner import ServerRunner, aclose_shielded, modern_error_data
+from mcp.server.runner import ServerRunner, aclose_shielded
 from mcp.server.session import ServerSession
 from mcp.shared.dispatcher import CallOptions, coerce_request_id
 from mcp.shared.exceptions import MCPError, NoBackChannelError
-from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import (
@@ -177,10 +177,16 @@ class Session:
         reply.respond(message)
 
     def _error_of(self, exc: Exception) -> dict[str, Any]:
-        """The wire error for a handler's exception; internals never reach the wire (the log has them)."""
+        """The wire error for a handler's exception, as the SDK's own transport for this session's
+        era would send it: `MCPError`s as they are; anything else, at the handshake revisions,
+        code 0 with the exception's text (the SDK's dispatcher, pinned for compatibility)."""
         if isinstance(exc, TimeoutError) and self._request_timeout is not None:
             return {"code": REQUEST_TIMEOUT, "message": f"no answer within {self._request_timeout:g} s"}
-        return modern_error_data(exc).model_dump(by_alias=True, mode="json", exclude_none=True)
+        error = handler_exception_to_error_data(exc)
+        if error is None:
+            logger.error("%s: handler raised", self.server_name, exc_info=exc)
+            error = ErrorData(code=0, message=str(exc))
+        return error.model_dump(by_alias=True, mode="json", exclude_none=True)
 
     async def _serve_fast(self, fast: FastPath, exchange: Exchange, request: JSONRPCRequest) -> dict[str, Any]:
         """The hot path: the backend's own handler, with the context the SDK runner would build."""

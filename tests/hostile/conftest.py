@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET
+from tests.conftest import SECRET, TEST_ENVIRON
 
 READY = re.compile(rb"on http://127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 30.0
@@ -65,7 +65,7 @@ def spawn_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
 
     def spawn(servers_dir: Path, *, env: dict[str, str] | None = None, max_fds: int | None = None) -> GatewayProcess:
         log = tmp_path / f"gateway-{len(started)}.log"
-        environ = {**os.environ, "JWT_SECRET": SECRET, "PYTHONUNBUFFERED": "1", **(env or {})}
+        environ = {**os.environ, **TEST_ENVIRON, "JWT_SECRET": SECRET, "PYTHONUNBUFFERED": "1", **(env or {})}
 
         def limit() -> None:
             if max_fds is not None:
