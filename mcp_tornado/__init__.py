@@ -1,3 +1,26 @@
-"""mcp-tornado: many MCP servers behind one port, on Tornado."""
+"""mcp-tornado: many MCP servers behind one port, on Tornado.
+
+The package in layers; each imports only its own modules and those below it, with no cycles
+(`make lint` runs tools/check_layers.py to keep it so):
+
+    top        cli, server (the process: Gateway), app (the route table), http_server
+      |
+    handlers   HTTP only: check, read, ask the hosted server, write what comes back
+      |        (mcp, sse_response, admin, health, metrics, base)
+    hosting    registry, hosted (a session table meets a backend: who may open or resume
+      |        a session, readiness, caps on work in flight), watcher, store
+      +------------------------------+
+    transport                      backends
+      the MCP wire of one session:   in-process, app, stdio, remote, supervisor, link pool;
+      session, session_table,        they depend on definitions only; the transport
+      exchange, jsonrpc, sse,        declares the Protocols it needs (`protocols.py`) and
+      stateless, protocols           never imports a backend
+      +------------------------------+
+    bottom     definitions (YAML -> typed, frozen specs), auth, errors, settings, importer,
+               logs, request_info, telemetry, compat (the only private APIs we touch)
+
+A request reads straight down: `handlers.mcp` -> `hosting.hosted` -> `transport.session` ->
+the SDK's `ServerRunner` -> the backend's lowlevel `Server` -> a handler, a child, an upstream.
+"""
 
 __version__ = "0.1.0"
