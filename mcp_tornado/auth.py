@@ -45,6 +45,11 @@ class Principal:
     expires_at: float | None
 
 
+def anonymous(server_name: str) -> Principal:
+    """Who a request without a token is on a public (`auth: none`) server: nobody in particular."""
+    return Principal(token="", server_name=server_name, api_key=None, user_id=None, admin=False, expires_at=None)
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer ...` header, None when the header is absent.
 

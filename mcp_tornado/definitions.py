@@ -124,6 +124,7 @@ class ServerSpec:
     instructions: str | None = None
     api_keys: tuple[str, ...] = ()
     timeout: float = 60.0
+    public: bool = False  # `auth: none`: no token needed
     tools: tuple[ToolSpec, ...] = ()
     resources: tuple[ResourceSpec, ...] = ()
     prompts: tuple[PromptSpec, ...] = ()
@@ -282,6 +283,7 @@ def from_document(
         description=document.get("description"),
         instructions=document.get("instructions"),
         api_keys=tuple(document.get("api_keys", ())),
+        public=document.get("auth") == "none",
         timeout=float(document.get("timeout", DEFAULT_TIMEOUT)),
         tools=tuple(tools),
         resources=resources_,

@@ -27,7 +27,6 @@ from mcp_tornado.errors import (
     NotAcceptable,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
     UnsupportedMediaType,
 )
 from mcp_tornado.handlers.base import BaseHandler
@@ -103,14 +102,14 @@ class McpHandler(BaseHandler):
             answer = None  # stays None when the client leaves first: nothing to send
             with anyio.CancelScope() as self._scope:  # closing the response is how a client cancels
                 answer = await hosted.serve_stateless(
-                    self._principal(), body, self.request.headers.get_all(), self._open_sse
+                    self._principal(hosted), body, self.request.headers.get_all(), self._open_sse
                 )
             await self._send(answer)
             return
         messages, batch = jsonrpc.parse(body, self.settings_.max_batch)
         opening = not batch and isinstance(messages[0], JSONRPCRequest) and messages[0].method == "initialize"
         if opening and not self.request.headers.get(SESSION_HEADER):
-            session, answer = await hosted.initialize(self._principal(), messages[0], self._open_sse)
+            session, answer = await hosted.initialize(self._principal(hosted), messages[0], self._open_sse)
             if session is not None:
                 self.set_header(SESSION_HEADER, session.id)
             await self._send(answer)
@@ -178,12 +177,9 @@ class McpHandler(BaseHandler):
             raise BadProtocolVersion(f"unsupported {VERSION_HEADER} {version!r}; supported: {SUPPORTED_VERSIONS}")
         return version
 
-    def _principal(self) -> auth.Principal:
-        """The request's own token, which it must carry (initialize, and every stateless request)."""
-        token = auth.bearer_token(self.request.headers.get("Authorization"))
-        if token is None:
-            raise Unauthorized("a Bearer token is required", error="invalid_request")
-        return self.registry.verify(token)
+    def _principal(self, hosted: HostedServer) -> auth.Principal:
+        """Who sends a request that authenticates on its own (initialize, every stateless request)."""
+        return hosted.principal_for(auth.bearer_token(self.request.headers.get("Authorization")))
 
     async def _session(self, hosted: HostedServer) -> Session:
         session_id = self.request.headers.get(SESSION_HEADER)

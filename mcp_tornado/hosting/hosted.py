@@ -16,7 +16,7 @@ from typing import Any
 
 from mcp_types import JSONRPCRequest
 
-from mcp_tornado.auth import ApiKeys, Principal, require_server
+from mcp_tornado.auth import ApiKeys, Principal, anonymous, require_server
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable
@@ -86,6 +86,17 @@ class HostedServer:
     async def drained(self) -> None:
         """Return once no request is in flight."""
         await self._drained.wait()
+
+    def principal_for(self, token: str | None) -> Principal:
+        """Who a request that must authenticate on its own (initialize, a stateless request) is.
+
+        Raises `Unauthorized` without a valid token, unless the server is public (`auth: none`).
+        """
+        if token is None:
+            if self.spec.public:
+                return anonymous(self.name)
+            raise Unauthorized("a Bearer token is required", error="invalid_request")
+        return self._verify(token)
 
     def authorize(self, principal: Principal) -> None:
         """Raises `Forbidden` unless the token opens this server."""

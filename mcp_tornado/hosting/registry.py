@@ -145,6 +145,8 @@ class ServerRegistry:
             await previous.backend.stop()
             await hosted.announce_changes(old_catalog)
         logger.info("%s: serving %s (%s)", spec.name, spec.source, backend.kind)
+        if spec.public:
+            logger.warning("%s: PUBLIC (auth: none): anyone who can reach /%s/mcp may use it", spec.name, spec.name)
         return hosted
 
     async def remove_file(self, path: Path) -> None:

@@ -269,3 +269,20 @@ async def test_one_user_only_evicts_their_own_sessions(url):
         assert (await http.post(url, json=ping, headers=headers(session=grace))).status_code == 200
         assert (await http.post(url, json=ping, headers=headers(session=ada[0]))).status_code == 404
         assert (await http.post(url, json=ping, headers=headers(session=ada[2]))).status_code == 200
+
+
+@pytest.mark.gen_test
+async def test_a_public_server_needs_no_token_and_others_still_do(base_url, servers_dir, gateway, caplog):
+    (servers_dir / "open.yaml").write_text(
+        "auth: none\ntools:\n  - name: echo\n    handler: everything_tools:echo\n"
+        "    inputSchema: {type: object, properties: {message: {type: string}}, required: [message]}\n"
+    )
+    await gateway.registry.load_file(servers_dir / "open.yaml")
+    assert any("PUBLIC (auth: none)" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    async with httpx2.AsyncClient() as http:
+        opened = await http.post(f"{base_url}/open/mcp", json=init_body(), headers=headers())
+        assert opened.status_code == 200 and opened.headers["Mcp-Session-Id"]
+        closed = await http.post(f"{base_url}/everything/mcp", json=init_body(), headers=headers())
+        assert closed.status_code == 401
+        wrong = await http.post(f"{base_url}/open/mcp", json=init_body(), headers=headers(token("everything")))
+        assert wrong.status_code == 403  # a token it carries must still be for this server
