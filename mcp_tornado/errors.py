@@ -4,7 +4,7 @@
     ├── BadRequest               (400, INVALID_REQUEST)
     │   ├── ParseError           (400, PARSE_ERROR)       malformed JSON
     │   ├── MissingSession       (400, INVALID_REQUEST)   no Mcp-Session-Id
-    │   └── BadProtocolVersion   (400, INVALID_REQUEST)   bad or unsupported MCP-Protocol-Version
+    │   └── BadProtocolVersion   (400, -32022)            bad or unsupported MCP-Protocol-Version
     ├── Unauthorized             (401)                     missing, malformed, badly signed or expired token
     ├── Forbidden                (403)                     token for another server, wrong api key, not admin
     ├── NotFound                 (404)                     unknown server, unknown or ended session
@@ -25,8 +25,10 @@ MCP route. `message` is what the client sees; never put secrets or tracebacks in
 
 from __future__ import annotations
 
+from typing import Any
+
 import tornado.web
-from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR
+from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION
 
 
 class GatewayError(tornado.web.HTTPError):
@@ -36,12 +38,15 @@ class GatewayError(tornado.web.HTTPError):
     status = 500
     code = INTERNAL_ERROR
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, field: str | None = None, data: Any = None
+    ) -> None:
         super().__init__(self.status)
         self.args = (message,)
         self.message = message
         self.headers = headers or {}
         self.field = field  # the request field at fault, when there is one (REST bodies)
+        self.data = data  # the JSON-RPC error's `data`, when the spec gives it one
 
     def __str__(self) -> str:
         return self.message
@@ -61,7 +66,9 @@ class MissingSession(BadRequest):
 
 
 class BadProtocolVersion(BadRequest):
-    pass
+    """An `MCP-Protocol-Version` we do not serve: -32022 with the versions we do (2026-07-28's layout)."""
+
+    code = UNSUPPORTED_PROTOCOL_VERSION
 
 
 class Unauthorized(GatewayError):

@@ -54,6 +54,9 @@ class Settings:
     # to make room, and when none is idle the new one is closed at once. None: from the
     # process's descriptor limit (see `max_connections_for`).
     max_connections: int | None = None
+    # The reconnection delay SSE streams suggest (`retry:` on their priming event): how soon a
+    # client comes back for a stream the server closed (SSE polling) or lost.
+    sse_retry: float = 1.0
     # Unsent bytes an SSE reader may fall behind by, and seconds a write may wait unsent, before
     # that reader is dropped; its events stay buffered for a Last-Event-ID resume.
     sse_max_buffer_bytes: int = 1024 * 1024
@@ -139,6 +142,7 @@ _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("MCP_HEADER_TIMEOUT", "header_timeout", _duration),
     ("MCP_BODY_TIMEOUT", "body_timeout", _duration),
     ("MCP_MAX_CONNECTIONS", "max_connections", _integer),
+    ("MCP_SSE_RETRY", "sse_retry", _duration),
     ("MCP_SSE_MAX_BUFFER_BYTES", "sse_max_buffer_bytes", _integer),
     ("MCP_SSE_MAX_LAG", "sse_max_lag", _duration),
     ("MCP_EVENT_BUFFER_BYTES", "event_buffer_bytes", _integer),

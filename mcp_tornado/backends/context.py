@@ -60,6 +60,13 @@ class ToolContext:
         )
         await self._ctx.session.send_notification(notification, related_request_id=self.request_id)
 
+    async def close_stream(self) -> None:
+        """End this call's SSE response now and go on working (SSE polling): a client of a
+        revision that resumes (2025-11-25 and later) reconnects and receives the rest; for
+        older clients this does nothing."""
+        if self._ctx.close_sse_stream is not None:
+            await self._ctx.close_sse_stream()
+
     async def elicit(self, message: str, requested_schema: dict[str, Any]) -> types.ElicitResult:
         """Ask the user for input (form mode); raises `MCPError` if the client cannot."""
         return await self._ctx.session.elicit_form(message, requested_schema, related_request_id=self.request_id)
@@ -94,6 +101,9 @@ class SyncToolContext(ToolContext):
 
     def log(self, level: str, data: Any, logger: str | None = None) -> None:  # type: ignore[override]
         self._run(ToolContext.log(self, level, data, logger))
+
+    def close_stream(self) -> None:  # type: ignore[override]
+        self._run(ToolContext.close_stream(self))
 
     def elicit(self, message: str, requested_schema: dict[str, Any]) -> types.ElicitResult:  # type: ignore[override]
         return self._run(ToolContext.elicit(self, message, requested_schema))

@@ -59,12 +59,19 @@ class BaseHandler(tornado.web.RequestHandler):
             message, code = f"internal error{f' (request {error_id})' if error_id else ''}", -32603
         self.set_header("Content-Type", "application/json")
         if self.jsonrpc_errors:
-            body: dict[str, Any] = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+            error: dict[str, Any] = {"code": code, "message": message}
+            if isinstance(exc, GatewayError) and exc.data is not None:
+                error["data"] = exc.data
+            body: dict[str, Any] = {"jsonrpc": "2.0", "id": self.request_id_of_error(), "error": error}
         else:
             body = {"error": {"code": status_code, "message": message}}
             if isinstance(exc, GatewayError) and exc.field is not None:
                 body["error"]["field"] = exc.field
         self.finish(json.dumps(body))
+
+    def request_id_of_error(self) -> Any:
+        """The JSON-RPC id an error answer names: the request's, where the route can know it."""
+        return None
 
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)

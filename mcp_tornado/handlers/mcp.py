@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
 
 import anyio
 import tornado.http1connection
 import tornado.web
+from mcp.shared.inbound import unsupported_protocol_version_rejection
 from mcp_types import JSONRPCRequest
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
@@ -22,6 +24,7 @@ from mcp_tornado.errors import (
     BadProtocolVersion,
     BadRequest,
     Conflict,
+    GatewayError,
     MethodNotAllowed,
     MissingSession,
     NotAcceptable,
@@ -46,7 +49,7 @@ VERSION_HEADER = "MCP-Protocol-Version"
 LAST_EVENT_ID_HEADER = "Last-Event-ID"
 # A chunked body this many times over the limit is not read to its end: Tornado drops the connection.
 BODY_CUTOFF_FACTOR = 4
-SUPPORTED_VERSIONS = ", ".join((*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS))
+ALL_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 
 
 @functools.lru_cache(maxsize=256)  # clients send the same few Accept headers over and over
@@ -140,8 +143,8 @@ class McpHandler(BaseHandler):
             raise Conflict("this session already has an open stream")
         sse = self._open_sse()
         stream.attach(sse, replay_after=replay_after)
-        if replay_after is None and session.primes_streams:
-            stream.prime()
+        if replay_after is None:
+            session.prime(stream)
         await sse.done
 
     # -- DELETE ---------------------------------------------------------------------------
@@ -174,7 +177,11 @@ class McpHandler(BaseHandler):
                 raise MethodNotAllowed(f"protocol version {version} has no {self.request.method}", allow="POST")
             return version
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            raise BadProtocolVersion(f"unsupported {VERSION_HEADER} {version!r}; supported: {SUPPORTED_VERSIONS}")
+            rejection = unsupported_protocol_version_rejection(version, ALL_VERSIONS)
+            assert rejection is not None
+            raise BadProtocolVersion(
+                f"unsupported {VERSION_HEADER} {version!r}; supported: {', '.join(ALL_VERSIONS)}", data=rejection.data
+            )
         return version
 
     def _principal(self, hosted: HostedServer) -> auth.Principal:
@@ -213,6 +220,17 @@ class McpHandler(BaseHandler):
             self.set_header("Content-Type", "application/json")
         self.finish(answer.body)
 
+    def request_id_of_error(self) -> Any:
+        """The id of the request this error answers, when its body was read and names one."""
+        if self.request.method != "POST" or not getattr(self, "_chunks", None):
+            return None
+        try:
+            decoded = jsonrpc.loads(b"".join(self._chunks))
+        except GatewayError:
+            return None
+        request_id = decoded.get("id") if isinstance(decoded, dict) else None
+        return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
     def on_connection_close(self) -> None:
         """The client left: stop writing at once (a resume can pick the events up)."""
         super().on_connection_close()  # resolves a body still being read, so nothing waits on it
@@ -231,6 +249,3 @@ class McpHandler(BaseHandler):
         path_args = getattr(self, "path_args", None)
         name = path_args[0] if path_args else ""
         self.counter.count(name if name in self.registry else "(unknown)", self.request.method or "", self.get_status())
-
-
-__all__ = ["McpHandler"]

@@ -43,6 +43,7 @@ class HostedServer:
         self.sessions = SessionTable(settings.max_sessions_per_server, settings.max_sessions_per_user)
         self._event_buffer_size = settings.event_buffer_size
         self._event_buffer_bytes = settings.event_buffer_bytes
+        self._retry_ms = round(settings.sse_retry * 1000)
         self._max_in_flight = settings.max_in_flight_per_server
         self._max_in_flight_per_session = settings.max_in_flight_per_session
         self.in_flight = 0  # requests being served, on every session and stateless
@@ -179,6 +180,7 @@ class HostedServer:
             principal,
             event_buffer_size=self._event_buffer_size,
             event_buffer_bytes=self._event_buffer_bytes,
+            retry_ms=self._retry_ms,
         )
         await self.backend.session_opened(session.id)
         session.set_backend(self.backend)  # its init_options may only be known now (an upstream's)

@@ -49,8 +49,7 @@ ACCEPTED = JsonAnswer(b"", 202)  # only notifications or responses came in
 class SessionChannel(Protocol):
     """What a reply needs from its session (a `Session` is one)."""
 
-    @property
-    def primes_streams(self) -> bool: ...
+    def prime(self, stream: EventStream) -> None: ...
 
     def open_stream(self) -> EventStream: ...
 
@@ -87,18 +86,28 @@ class Reply:
 
     def emit(self, message: Mapping[str, Any]) -> None:
         """Send a message ahead of the result; the reply becomes an SSE stream."""
+        self._streaming().send(dumps(message))
+
+    def release(self) -> None:
+        """End the HTTP response now (as an SSE stream, which it becomes if need be) and go on
+        buffering: the client resumes with `Last-Event-ID` (SSE polling). Stateless replies
+        cannot be resumed, so for them this does nothing."""
+        if self.session is not None:
+            self._streaming().release()
+
+    def _streaming(self) -> EventStream:
         if self.stream is None:
             if self.session is not None:
                 self.stream = self.session.open_stream()
             else:
                 self.stream = EventStream("post", EventBuffer(STATELESS_REPLAY))
             self.stream.attach(self._open_sink())
-            if self.session is not None and self.session.primes_streams:
-                self.stream.prime()
+            if self.session is not None:
+                self.session.prime(self.stream)
             for answered in self._responses:  # batch members that finished while this was still JSON
                 self.stream.send(dumps(answered))
             self._responses.clear()
-        self.stream.send(dumps(message))
+        return self.stream
 
     def respond(self, message: Mapping[str, Any]) -> None:
         if self.stream is not None:
@@ -162,6 +171,11 @@ class Exchange:
     @property
     def cancelled(self) -> bool:
         return self._cancel is not None and self._cancel.is_set()
+
+    async def close_stream(self) -> None:
+        """The handler ends its SSE response early (the SDK's `close_sse_stream`); it goes on."""
+        if not self.closed:
+            self._reply.release()
 
     def cancel(self) -> None:
         self.cancel_requested.set()

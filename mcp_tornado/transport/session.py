@@ -70,10 +70,13 @@ class Session:
         *,
         event_buffer_size: int,
         event_buffer_bytes: int | None = None,
+        retry_ms: int | None = None,
     ) -> None:
+        """`retry_ms`: the reconnection delay the session's SSE streams suggest (`retry:`)."""
         self.id = secrets.token_urlsafe(SESSION_ID_BYTES)
         self.server_name = server_name
         self.principal = principal
+        self.retry_ms = retry_ms
         self.events = EventBuffer(event_buffer_size, event_buffer_bytes)
         self.standalone = EventStream("get", self.events)
         self.connection = Connection.for_loop(_StandaloneOutbound(self), session_id=self.id)
@@ -99,9 +102,19 @@ class Session:
         return exp is not None and time.time() >= exp
 
     @property
-    def primes_streams(self) -> bool:
-        """Whether the client's revision expects a priming event (older clients cannot parse one)."""
+    def resumable(self) -> bool:
+        """Whether the client's revision resumes streams: it expects a priming event on each
+        (older clients cannot parse one), and the server may close a stream to be resumed."""
         return is_version_at_least(self.connection.protocol_version, PRIMING_VERSION)
+
+    def prime(self, stream: EventStream) -> None:
+        """Open `stream` with a priming event (id, `retry:`) when the client's revision wants one."""
+        if self.resumable:
+            stream.prime(self.retry_ms)
+
+    async def close_standalone_stream(self) -> None:
+        """End the GET stream's response; the client comes back for it (SSE polling)."""
+        self.standalone.release()
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -145,6 +158,12 @@ class Session:
 
     async def _serve_one(self, request: JSONRPCRequest, reply: Reply) -> None:
         exchange = Exchange(reply, request.id, request.params, self.metadata)
+        if self.resumable:  # the handler may end its SSE response early: the client resumes it
+            exchange.message_metadata = ServerMessageMetadata(
+                request_context=self.metadata.request_context,
+                close_sse_stream=exchange.close_stream,
+                close_standalone_sse_stream=self.close_standalone_stream,
+            )
         key = coerce_request_id(request.id)
         self.in_flight[key] = exchange
         message: dict[str, Any] | None = None
@@ -199,6 +218,8 @@ class Session:
             params=request.params,
             request_id=request.id,
             request=self.metadata.request_context,
+            close_sse_stream=exchange.message_metadata.close_sse_stream,
+            close_standalone_sse_stream=exchange.message_metadata.close_standalone_sse_stream,
         )
         result = await fast(ctx, request.params)
         if version != LATEST_HANDSHAKE_VERSION:

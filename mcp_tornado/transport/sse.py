@@ -16,8 +16,11 @@ from collections.abc import Iterator
 from typing import Protocol
 
 
-def frame(event_id: int, data: bytes) -> bytes:
-    return b"id: %d\ndata: %s\n\n" % (event_id, data)
+def frame(event_id: int, data: bytes, retry_ms: int | None = None) -> bytes:
+    """One SSE event; `retry_ms` tells the client how long to wait before reconnecting."""
+    if retry_ms is None:
+        return b"id: %d\ndata: %s\n\n" % (event_id, data)
+    return b"id: %d\nretry: %d\ndata: %s\n\n" % (event_id, retry_ms, data)
 
 
 class Sink(Protocol):
@@ -55,10 +58,10 @@ class EventBuffer:
     def size_in_bytes(self) -> int:
         return self._bytes
 
-    def add(self, stream_key: str, data: bytes) -> tuple[int, bytes]:
+    def add(self, stream_key: str, data: bytes, retry_ms: int | None = None) -> tuple[int, bytes]:
         """Frame `data` with the next id; keep it, dropping the oldest events past the bounds."""
         event_id = next(self._ids)
-        chunk = frame(event_id, data)
+        chunk = frame(event_id, data, retry_ms)
         self._events.append((event_id, stream_key, chunk))
         self._bytes += len(chunk)
         while len(self._events) > self._size or (self._max_bytes is not None and self._bytes > self._max_bytes):
@@ -109,14 +112,23 @@ class EventStream:
         if self.finished:
             self.end()
 
-    def prime(self) -> None:
+    def prime(self, retry_ms: int | None = None) -> None:
         """An event with an id and no data: a client that loses the stream before anything else
-        arrives still has an id to resume from (2025-11-25, "SHOULD")."""
-        self.send(b"")
+        arrives still has an id to resume from (2025-11-25, "SHOULD"); `retry_ms` is how soon
+        it should come back."""
+        _, chunk = self._buffer.add(self.key, b"", retry_ms)
+        self._write(chunk)
 
     def send(self, data: bytes) -> None:
         _, chunk = self._buffer.add(self.key, data)
         self._write(chunk)
+
+    def release(self) -> None:
+        """End the attached response but not the stream (SSE polling): the client reconnects
+        with `Last-Event-ID` and reads on from where it was."""
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.end()
 
     def end(self) -> None:
         """No more events: finish the attached response (a later resume replays, then ends)."""

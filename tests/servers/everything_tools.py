@@ -109,3 +109,12 @@ async def release(arguments, context):
 
 async def hang_prompt(arguments, context):
     await asyncio.Event().wait()
+
+
+async def poll_later(arguments, context):
+    """Ends its SSE response early (SSE polling), then finishes: the client must resume."""
+    await context.progress(1, 2, "before the break")
+    await context.close_stream()
+    await asyncio.sleep(arguments.get("pause", 0.3))
+    await context.progress(2, 2, "after the break")
+    return "polled"
