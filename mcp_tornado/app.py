@@ -11,11 +11,13 @@ from mcp_tornado.definitions import NAME_RULE
 from mcp_tornado.handlers.admin import ServerHandler, ServersHandler
 from mcp_tornado.handlers.base import HostGuard, NotFoundHandler
 from mcp_tornado.handlers.health import HealthHandler, StatusPageHandler
+from mcp_tornado.handlers.legacy_sse import LegacyMessagesHandler, LegacyStreamHandler
 from mcp_tornado.handlers.mcp import McpHandler
 from mcp_tornado.handlers.metrics import MetricsHandler
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings, transport_security
 from mcp_tornado.telemetry import RequestCounter
+from mcp_tornado.transport.legacy import LegacyConnections
 
 NAME = f"({NAME_RULE})"
 
@@ -24,6 +26,7 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
     counter = RequestCounter()
     mcp = {"registry": registry, "settings": settings, "counter": counter}
     admin = {"registry": registry, "settings": settings}
+    legacy = {**mcp, "connections": LegacyConnections()}
     return tornado.web.Application(
         [
             (r"/health", HealthHandler, {"registry": registry}),
@@ -33,6 +36,8 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
             (r"/servers/([^/]+)", ServerHandler, admin),
             (rf"/{NAME}/mcp", McpHandler, mcp),
             (rf"/mcp/{NAME}", McpHandler, mcp),
+            (rf"/{NAME}/sse", LegacyStreamHandler, legacy),
+            (rf"/{NAME}/messages", LegacyMessagesHandler, legacy),
         ],
         default_handler_class=NotFoundHandler,
         host_guard=_guard(settings),
@@ -53,7 +58,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         log = tornado.log.access_log.error
     elif status >= 400:
         log = tornado.log.access_log.warning
-    elif isinstance(handler, McpHandler):
+    elif isinstance(handler, McpHandler | LegacyMessagesHandler):
         if not tornado.log.access_log.isEnabledFor(logging.DEBUG):
             return
         log = tornado.log.access_log.debug

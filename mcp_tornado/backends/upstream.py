@@ -25,7 +25,14 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp_types import INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    INTERNAL_ERROR,
+    LOG_LEVEL_META_KEY,
+    PROTOCOL_VERSION_META_KEY,
+    REQUEST_TIMEOUT,
+)
 
 from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
@@ -48,6 +55,8 @@ class UpstreamBackend(Backend):
             spec.name, self.connect, self.upstream_notification, per_session=per_session, max_links=max_links
         )
         self._subscribers: dict[str, set[str]] = {}
+        self._tool_schemas: dict[str, dict[str, Any]] = {}
+        self._built_for: types.InitializeResult | None = None
         super().__init__(self._build_server())
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[tuple[Any, Any]]:
@@ -107,32 +116,71 @@ class UpstreamBackend(Backend):
 
     # -- the forwarding server --------------------------------------------------------------
 
-    def _build_server(self) -> Server[Any]:
+    @property
+    def server(self) -> Server[Any]:
+        """The forwarding server, rebuilt once an upstream has said who it is: its identity, its
+        instructions, and handlers for exactly the capabilities it declares (so the SDK refuses
+        an undeclared method as the upstream itself would, and `server/discover` tells the truth)."""
+        learned = self._learned()
+        if learned is not self._built_for:
+            self._server, self._built_for = self._build_server(learned), learned
+        return self._server
+
+    @server.setter
+    def server(self, value: Server[Any]) -> None:
+        self._server = value
+
+    def _learned(self) -> types.InitializeResult | None:
+        return next((link.initialized for link in self.links if link.initialized is not None), None)
+
+    def _build_server(self, learned: types.InitializeResult | None = None) -> Server[Any]:
+        caps = learned.capabilities if learned is not None else None
+        handlers: dict[str, Any] = {}
+        if caps is None or caps.tools is not None:
+            handlers.update(
+                on_list_tools=self._list_tools,
+                on_call_tool=self._call_tool,
+                get_tool_input_schema=self._tool_schemas.get,
+            )
+        if caps is None or caps.resources is not None:
+            handlers.update(
+                on_list_resources=self._forward(lambda c, p: c.list_resources(params=p)),
+                on_list_resource_templates=self._forward(lambda c, p: c.list_resource_templates(params=p)),
+                on_read_resource=self._forward(lambda c, p: c.read_resource(p.uri)),
+            )
+            if caps is None or (caps.resources is not None and caps.resources.subscribe):
+                handlers.update(on_subscribe_resource=self._subscribe, on_unsubscribe_resource=self._unsubscribe)
+        if caps is None or caps.prompts is not None:
+            handlers.update(
+                on_list_prompts=self._forward(lambda c, p: c.list_prompts(params=p)),
+                on_get_prompt=self._forward(lambda c, p: c.get_prompt(p.name, p.arguments)),
+            )
+        if caps is None or caps.completions is not None:
+            handlers.update(
+                on_completion=self._forward(lambda c, p: c.complete(p.ref, p.argument.model_dump(), p.context))
+            )
+        if caps is None or caps.logging is not None:
+            handlers.update(on_set_logging_level=self._set_level)
+        info = learned.server_info if learned is not None else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging/setLevel is still a 2025 method
             return own_server(
                 Server(
-                    self.spec.name,
-                    version=self.spec.version,
-                    on_list_tools=self._forward(lambda c, p: c.list_tools(params=p)),
-                    on_call_tool=self._call_tool,
-                    on_list_resources=self._forward(lambda c, p: c.list_resources(params=p)),
-                    on_list_resource_templates=self._forward(lambda c, p: c.list_resource_templates(params=p)),
-                    on_read_resource=self._forward(lambda c, p: c.read_resource(p.uri)),
-                    on_subscribe_resource=self._subscribe,
-                    on_unsubscribe_resource=self._unsubscribe,
-                    on_list_prompts=self._forward(lambda c, p: c.list_prompts(params=p)),
-                    on_get_prompt=self._forward(lambda c, p: c.get_prompt(p.name, p.arguments)),
-                    on_completion=self._forward(lambda c, p: c.complete(p.ref, p.argument.model_dump(), p.context)),
-                    on_set_logging_level=self._set_level,
+                    info.name if info is not None else self.spec.name,
+                    version=info.version if info is not None else self.spec.version,
+                    title=info.title if info is not None else self.spec.title,
+                    description=info.description if info is not None else self.spec.description,
+                    instructions=learned.instructions if learned is not None else self.spec.instructions,
+                    **handlers,
                 )
             )
 
     def _forward(self, call: Callable[[ClientSession, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def handler(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
+            upstream_params = _without_envelope(params)
             try:
                 with anyio.fail_after(self.spec.timeout):  # a hung upstream holds no request for ever
-                    return await self._upstream(ctx, lambda client: call(client, params))
+                    return await self._upstream(ctx, lambda client: call(client, upstream_params))
             except TimeoutError:
                 message = f"{self.spec.name} did not answer within {self.spec.timeout:g} s"
                 raise MCPError(code=REQUEST_TIMEOUT, message=message) from None
@@ -157,6 +205,14 @@ class UpstreamBackend(Backend):
             raise MCPError(code=INTERNAL_ERROR, message=f"{self.spec.name} is {link.supervisor.state.value}")
         async with link.calling(ctx) as client:
             return await call(client)
+
+    async def _list_tools(self, ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
+        """`tools/list`, remembering each tool's input schema: a 2026-07-28 call's `Mcp-Param-*`
+        headers are checked against it, as the upstream itself would."""
+        result = await self._forward(lambda c, p: c.list_tools(params=p))(ctx, params)
+        for tool in result.tools:
+            self._tool_schemas[tool.name] = tool.input_schema
+        return result
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
         async def progress(progress: float, total: float | None, message: str | None) -> None:
@@ -209,12 +265,25 @@ class UpstreamBackend(Backend):
             await self.publish(method, params, None)
 
     async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> Any:
-        if self.init_options.capabilities.logging is None:
-            # What the upstream itself answers when it offers no logging.
-            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="logging/setLevel")
         if self.links.shared is not None:
             return types.EmptyResult()  # one session may not change the level every session sees
         return await self._upstream(ctx, lambda client: _set_level(client, params))
+
+
+# What a 2026-07-28 request carries in `_meta` about itself: it describes the downstream
+# client's request, not ours, and a handshake-era upstream refuses requests that carry it.
+_ENVELOPE = frozenset(
+    {PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY}
+)
+
+
+def _without_envelope(params: Any) -> Any:
+    """`params` with the downstream's 2026-07-28 envelope taken out of `_meta` (the rest stays)."""
+    meta = getattr(params, "meta", None)
+    if not meta or _ENVELOPE.isdisjoint(meta):
+        return params
+    kept = {key: value for key, value in meta.items() if key not in _ENVELOPE}
+    return params.model_copy(update={"meta": kept or None})
 
 
 def expand(value: str, environ: Mapping[str, str], spec: ServerSpec, field: str) -> str:

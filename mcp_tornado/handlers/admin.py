@@ -22,6 +22,8 @@ from mcp_tornado.settings import Settings
 
 
 class AdminHandler(BaseHandler):
+    cors = False  # admin tokens do not belong in web pages: the management API stays closed to browsers
+
     def initialize(self, registry: ServerRegistry, settings: Settings) -> None:
         self.registry = registry
         self.settings_ = settings

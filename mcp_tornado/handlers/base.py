@@ -1,14 +1,23 @@
-"""The one place errors become HTTP: `BaseHandler.write_error`.
+"""What every handler shares: errors become HTTP in one place (`write_error`), and the
+Host/Origin check with the CORS that follows from it.
 
 Our own `GatewayError`s carry their status and client message; anything else is a 500 that
 is logged with a request id and reaches the client only as that id. MCP routes render errors
 as JSON-RPC error objects, REST routes as `{"error": {"code", "message"}}`.
+
+CORS: a browser page on an origin the Host/Origin check allows (`MCP_ALLOWED_ORIGINS`, or the
+loopback origins on a loopback address) may call the routes that make that check, except the
+management API (`cors = False`: admin tokens do not belong in web pages). Its preflight is
+answered 204; every answer to it, errors included, names it in `Access-Control-Allow-Origin`
+and exposes the headers an MCP client reads. An origin not allowed gets 403 and no CORS
+header; with no check configured, no origin is opened.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -20,22 +29,78 @@ from mcp_tornado.errors import Forbidden, GatewayError, MisdirectedRequest
 
 logger = logging.getLogger(__name__)
 
+CORS_METHODS = "GET, POST, DELETE, OPTIONS"
+# What an MCP client sends: the Streamable HTTP headers, and the 2026-07-28 routing headers.
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "Mcp-Session-Id",
+    "MCP-Protocol-Version",
+    "Last-Event-ID",
+    "Mcp-Method",
+    "Mcp-Name",
+)
+# What it reads: the session id, a 401's challenge, the revision, and how long to back off (429, 503).
+CORS_EXPOSED_HEADERS = "Mcp-Session-Id, WWW-Authenticate, MCP-Protocol-Version, Retry-After"
+# Seconds a browser may reuse a preflight's answer; Chromium caps it at two hours anyway.
+CORS_MAX_AGE = 7200
+# `Mcp-Param-<token>` (a tool argument mirrored into a header, 2026-07-28): the RFC 9110 token
+# rule, bounded, so a preflight cannot make us echo anything else or anything huge.
+MCP_PARAM_HEADER = re.compile(r"mcp-param-[!#$%&'*+\-.^_`|~0-9a-z]{1,64}", re.IGNORECASE)
+MAX_PARAM_HEADERS = 32
+
 
 class BaseHandler(tornado.web.RequestHandler):
     jsonrpc_errors = False  # MCP routes answer errors as JSON-RPC error objects
+    cors = True  # whether browsers on allowed origins may call the route (once it checks Host/Origin)
+    _origin_checked = False
+    _cors_origin: str | None = None  # the request's Origin, once the check allowed it
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
+        if self._cors_origin is not None:  # also after an error cleared the headers: a 401 stays readable
+            self._set_cors_headers(self._cors_origin)
 
     async def check_host_and_origin(self) -> None:
         """DNS-rebinding protection with the SDK's rules: a Host we serve, an Origin we allow.
 
         The guard (a `HostGuard`) is in the application settings; absent, nothing is checked
-        (a public listen address without MCP_ALLOWED_HOSTS/ORIGINS).
+        (a public listen address without MCP_ALLOWED_HOSTS/ORIGINS), and no origin gets CORS.
         """
         guard: HostGuard | None = self.application.settings.get("host_guard")
+        origin = self.request.headers.get("Origin")
         if guard is not None:
-            await guard.check(self.request.headers.get("Host"), self.request.headers.get("Origin"))
+            await guard.check(self.request.headers.get("Host"), origin)
+            if origin is not None and self.cors:
+                self._cors_origin = origin
+                self._set_cors_headers(origin)
+        self._origin_checked = True
+
+    def _set_cors_headers(self, origin: str) -> None:
+        self.set_header("Access-Control-Allow-Origin", origin)
+        self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
+        self.set_header("Vary", "Origin")
+
+    async def options(self, *args: Any) -> None:
+        """A CORS preflight (prepare has checked the Origin: one not allowed is a 403 by now)."""
+        if not (self.cors and self._origin_checked):
+            raise tornado.web.HTTPError(405)  # what Tornado answers for a method a handler lacks
+        if self.request.headers.get("Origin") is not None:
+            if self._cors_origin is None:
+                raise Forbidden("cross-origin requests are not enabled on this server")
+            self.set_header("Access-Control-Allow-Methods", CORS_METHODS)
+            self.set_header("Access-Control-Allow-Headers", ", ".join(self._allowed_request_headers()))
+            self.set_header("Access-Control-Max-Age", str(CORS_MAX_AGE))
+        self.set_header("Allow", CORS_METHODS)
+        self.set_status(204)
+        self.finish()
+
+    def _allowed_request_headers(self) -> list[str]:
+        """The headers we take, with the `Mcp-Param-*` ones the preflight asks for (well-formed ones only)."""
+        asked = self.request.headers.get("Access-Control-Request-Headers", "").split(",")
+        params = [name for name in (a.strip() for a in asked) if MCP_PARAM_HEADER.fullmatch(name)]
+        return [*CORS_REQUEST_HEADERS, *dict.fromkeys(params[:MAX_PARAM_HEADERS])]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError | tornado.web.HTTPError):

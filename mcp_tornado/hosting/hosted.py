@@ -24,6 +24,7 @@ from mcp_tornado.settings import Settings
 from mcp_tornado.transport import stateless
 from mcp_tornado.transport.exchange import ACCEPTED, JsonAnswer, OpenSink
 from mcp_tornado.transport.jsonrpc import BATCH_VERSIONS
+from mcp_tornado.transport.legacy import LegacyConnection
 from mcp_tornado.transport.session import Session
 from mcp_tornado.transport.session_table import SessionTable
 
@@ -275,3 +276,29 @@ class HostedServer:
             "prompts": [p.name for p in self.spec.prompts],
             "routes": [f"/{self.name}/mcp", f"/mcp/{self.name}"],
         }
+
+    # -- the legacy HTTP+SSE transport (2024-11-05) ------------------------------------------
+
+    async def open_stream_session(self, principal: Principal) -> Session:
+        """A session for a legacy SSE stream, opened by its GET (the `initialize` comes later,
+        POSTed). Raises `Forbidden` unless the token opens this server, `Unavailable` (503)
+        while the server cannot serve."""
+        self.authorize(principal)
+        await self.ready()
+        return await self.open_session(principal)
+
+    async def deliver_later(self, connection: LegacyConnection, messages: list[Any], *, batch: bool) -> None:
+        """What a legacy POST carried, on `connection`'s session: refused now (400, 429, 503), or
+        taken in, its requests then served on the connection's stream while the caller answers 202."""
+        session = connection.session
+        connection.check(messages, batch=batch)
+        version = session.connection.protocol_version
+        if batch and version not in BATCH_VERSIONS:
+            raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
+        await self.ready(session)
+        requests = await session.receive(messages)
+        if not requests:
+            return
+        admission = contextlib.ExitStack()  # entered here (429 now), left when the requests are done
+        admission.enter_context(self.admit(len(requests), session))
+        connection.serve_later(requests, admission)
