@@ -10,7 +10,7 @@ message is on its way.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final, get_args
+from typing import Any, Final, cast, get_args
 
 import mcp_types as types
 from mcp.server.connection import allowed_log_levels
@@ -20,6 +20,15 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_tornado.request_info import RequestInfo
 
 LOG_LEVELS: Final[tuple[str, ...]] = get_args(types.LoggingLevel)  # least to most severe, as the spec orders them
+
+
+def may_log(ctx: ServerRequestContext[Any, Any], level: str) -> bool:
+    """Whether a log message at `level` may go to the client of `ctx`'s request: at 2026-07-28
+    only to requests that opted in (`_meta` logLevel), before that what logging/setLevel allows."""
+    if level not in allowed_log_levels(ctx.protocol_version, (ctx.params or {}).get("_meta")):
+        return False
+    threshold = getattr(ctx.request, "log_level", None) or "debug"
+    return LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold) if level in LOG_LEVELS else True
 
 
 class ToolContext:
@@ -48,15 +57,12 @@ class ToolContext:
         """Send a `notifications/message` to the client, honouring its `logging/setLevel`."""
         if level not in LOG_LEVELS:
             raise ValueError(f"unknown log level {level!r}; one of {', '.join(LOG_LEVELS)}")
-        # 2026-07-28 delivers logs only to requests that opted in (`_meta` logLevel); earlier
-        # revisions deliver what logging/setLevel allows.
-        if level not in allowed_log_levels(self._ctx.protocol_version, (self._ctx.params or {}).get("_meta")):
-            return
-        threshold = getattr(self._info, "log_level", None) or "debug"
-        if LOG_LEVELS.index(level) < LOG_LEVELS.index(threshold):
+        if not may_log(self._ctx, level):
             return
         notification = types.LoggingMessageNotification(
-            params=types.LoggingMessageNotificationParams(level=level, data=data, logger=logger)
+            params=types.LoggingMessageNotificationParams(
+                level=cast(types.LoggingLevel, level), data=data, logger=logger
+            )
         )
         await self._ctx.session.send_notification(notification, related_request_id=self.request_id)
 

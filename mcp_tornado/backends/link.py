@@ -24,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INTERNAL_ERROR
 
+from mcp_tornado.backends.context import may_log
 from mcp_tornado.backends.supervisor import Life, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,8 @@ class UpstreamLink:
     async def _log(self, params: types.LoggingMessageNotificationParams) -> None:
         """A log during calls belongs to them, if they are one session's; otherwise it stays here."""
         for ctx in self._one_session_calling():
+            if not may_log(ctx, params.level):  # the client's own log gate, as its server would apply it
+                continue
             notification = types.LoggingMessageNotification(params=params)
             await ctx.session.send_notification(notification, related_request_id=ctx.request_id)
         if not self.callers:

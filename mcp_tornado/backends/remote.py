@@ -26,7 +26,7 @@ class RemoteBackend(UpstreamBackend):
     def __init__(self, spec: ServerSpec, *, environ: Mapping[str, str]) -> None:
         remote = spec.remote
         assert remote is not None
-        self.url = remote.url
+        self.url = expand(remote.url, environ, spec, "url")
         self.headers = {k: expand(v, environ, spec, f"headers.{k}") for k, v in remote.headers.items()}
         super().__init__(spec, lazy=remote.lazy)
 

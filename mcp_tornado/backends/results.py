@@ -9,17 +9,20 @@ here, so it never reaches a client.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.methods import serialize_server_result
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from mcp_tornado.definitions import PromptSpec, ResourceSpec
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 _CURSOR = re.compile(r"[0-9]{1,9}")  # our cursors are offsets; anything else is a client's invention
@@ -122,6 +125,10 @@ def prompt_result(spec: PromptSpec, value: Any) -> types.GetPromptResult:
         return value
     if isinstance(value, str):
         value = [{"role": "user", "content": {"type": "text", "text": value}}]
-    return types.GetPromptResult(
-        description=spec.description, messages=_PROMPT_MESSAGES.validate_python(value, by_name=False)
-    )
+    try:
+        messages = _PROMPT_MESSAGES.validate_python(value, by_name=False)
+    except ValidationError:
+        # Our handler's fault, not the client's: the SDK would call a ValidationError -32602.
+        logger.warning("prompt %s returned an unusable value", spec.name, exc_info=True)
+        raise MCPError(code=INTERNAL_ERROR, message=f"Prompt {spec.name} returned an unusable value") from None
+    return types.GetPromptResult(description=spec.description, messages=messages)

@@ -16,7 +16,7 @@ import anyio
 import tornado.http1connection
 import tornado.web
 from mcp.shared.inbound import unsupported_protocol_version_rejection
-from mcp_types import JSONRPCRequest
+from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCRequest
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from mcp_tornado import auth
@@ -177,12 +177,27 @@ class McpHandler(BaseHandler):
                 raise MethodNotAllowed(f"protocol version {version} has no {self.request.method}", allow="POST")
             return version
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            rejection = unsupported_protocol_version_rejection(version, ALL_VERSIONS)
+            # A 2026-07-28 style request (its envelope in `_meta`) hears the versions it can use:
+            # the stateless ones, as `server/discover` lists them; anyone else hears every one.
+            supported = MODERN_PROTOCOL_VERSIONS if self._carries_envelope() else ALL_VERSIONS
+            rejection = unsupported_protocol_version_rejection(version, supported)
             assert rejection is not None
             raise BadProtocolVersion(
-                f"unsupported {VERSION_HEADER} {version!r}; supported: {', '.join(ALL_VERSIONS)}", data=rejection.data
+                f"unsupported {VERSION_HEADER} {version!r}; supported: {', '.join(supported)}", data=rejection.data
             )
         return version
+
+    def _carries_envelope(self) -> bool:
+        """Whether the POST body (read by now) is a request with a 2026-07-28 `_meta` envelope."""
+        if self.request.method != "POST" or not getattr(self, "_chunks", None):
+            return False
+        try:
+            decoded = jsonrpc.loads(b"".join(self._chunks))
+        except GatewayError:
+            return False
+        params = decoded.get("params") if isinstance(decoded, dict) else None
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        return isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
 
     def _principal(self, hosted: HostedServer) -> auth.Principal:
         """Who sends a request that authenticates on its own (initialize, every stateless request)."""
