@@ -6,7 +6,7 @@ The package in layers; each imports only its own modules and those below it, wit
     top        cli, server (the process: Gateway), app (the route table), http_server
       |
     handlers   HTTP only: check, read, ask the hosted server, write what comes back
-      |        (mcp, sse_response, admin, health, metrics, base)
+      |        (mcp, sse_response, legacy_sse, admin, health, metrics, base)
     hosting    registry, hosted (a session table meets a backend: who may open or resume
       |        a session, readiness, caps on work in flight), watcher, store
       +------------------------------+
@@ -14,7 +14,7 @@ The package in layers; each imports only its own modules and those below it, wit
       the MCP wire of one session:   in-process, app, stdio, remote, supervisor, link pool;
       session, session_table,        they depend on definitions only; the transport
       exchange, jsonrpc, sse,        declares the Protocols it needs (`protocols.py`) and
-      stateless, protocols           never imports a backend
+      legacy, stateless, protocols   never imports a backend
       +------------------------------+
     bottom     definitions (YAML -> typed, frozen specs), auth, errors, settings, importer,
                logs, request_info, telemetry, compat (the only private APIs we touch)

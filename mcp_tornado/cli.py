@@ -164,6 +164,10 @@ def _connect(args: argparse.Namespace) -> int:
     }
     for title, config in configs.items():
         print(f"# {title}\n{json.dumps(config, indent=2)}\n")
-    inspector = f"npx @modelcontextprotocol/inspector --transport http --server-url {url}"
-    print(f"# MCP Inspector\n{inspector} --header 'Authorization: Bearer {token}'")
+    inspector = "npx @modelcontextprotocol/inspector"
+    print(f"# MCP Inspector\n{inspector} --transport http --server-url {url} --header 'Authorization: Bearer {token}'")
+    # Clients that speak only the 2024-11-05 HTTP+SSE transport (mcp's sse_client, `transport: sse`).
+    sse_url = f"http://{host}:{port}/{args.server}/sse"
+    print(f"\n# Legacy HTTP+SSE clients: {sse_url} (same Authorization header)")
+    print(f"{inspector} --transport sse --server-url {sse_url} --header 'Authorization: Bearer {token}'")
     return 0

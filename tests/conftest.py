@@ -6,7 +6,8 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,27 @@ async def eventually(check: Any, *, timeout: float = 5.0, interval: float = 0.02
         await asyncio.sleep(interval)
 
 
+def wait_until(
+    check: Callable[[], object],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "",
+) -> object:
+    """`eventually`'s sync twin, for tests that run in plain threads (a gateway in a subprocess):
+    poll `check()` until it returns something truthy, or fail after `timeout` seconds. `message`
+    may be a callable, to describe the state at the moment of failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            reason = message() if callable(message) else message
+            raise AssertionError(reason or f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
 def _children() -> list[str]:
     """This process's child processes (zombies included), as "pid state command"."""
     found = []
@@ -114,9 +136,4 @@ def _children() -> list[str]:
 def no_child_process_left_behind() -> Iterator[None]:
     """After the whole run, the gateways of the tests must have left no child process running."""
     yield
-    import time
-
-    deadline = time.monotonic() + 10
-    while _children() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _children(), f"child processes left running: {_children()}"
+    wait_until(lambda: not _children(), message=lambda: f"child processes left running: {_children()}")

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx2
@@ -15,29 +14,43 @@ import pytest
 
 from mcp_tornado.cli import main
 from mcp_tornado.settings import Settings, SettingsError, transport_security
-from tests.conftest import SECRET
+from tests.conftest import SECRET, wait_until
 
 REPO = Path(__file__).parent.parent
 
 
-def test_token_prints_a_jwt_for_the_server(capsys, monkeypatch):
-    monkeypatch.setenv("JWT_SECRET", SECRET)
-    assert main(["token", "calculator", "--api-key", "k", "--user", "u", "--ttl", "60"]) == 0
-    claims = jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])
+def environ(**variables: str) -> dict[str, str]:
+    """The command's environment: ours without the gateway's own variables, plus `variables`
+    (it reads `os.environ`, so it runs as a process of its own rather than in ours)."""
+    ours = {k: v for k, v in os.environ.items() if k not in {"JWT_SECRET", "HOST", "PORT"} and not k.startswith("MCP_")}
+    return {**ours, **variables}
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`mcp-tornado ARGS...` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "mcp_tornado", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_token_prints_a_jwt_for_the_server():
+    done = run("token", "calculator", "--api-key", "k", "--user", "u", "--ttl", "60", env=environ(JWT_SECRET=SECRET))
+    assert done.returncode == 0, done.stderr
+    claims = jwt.decode(done.stdout.strip(), SECRET, algorithms=["HS256"])
     assert claims["serverName"] == "calculator" and claims["apiKey"] == "k" and claims["userId"] == "u"
     assert claims["exp"] - claims["iat"] == 60
 
 
-def test_admin_token(capsys, monkeypatch):
-    monkeypatch.setenv("JWT_SECRET", SECRET)
-    assert main(["token", "--admin"]) == 0
-    assert jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])["admin"] is True
+def test_admin_token():
+    done = run("token", "--admin", env=environ(JWT_SECRET=SECRET))
+    assert done.returncode == 0, done.stderr
+    assert jwt.decode(done.stdout.strip(), SECRET, algorithms=["HS256"])["admin"] is True
 
 
-def test_token_without_secret_is_an_error(capsys, monkeypatch):
-    monkeypatch.delenv("JWT_SECRET", raising=False)
-    assert main(["token", "calculator"]) == 2
-    assert "JWT_SECRET" in capsys.readouterr().err
+def test_token_without_secret_is_an_error():
+    done = run("token", "calculator", env=environ())
+    assert done.returncode == 2
+    assert done.stderr == "mcp-tornado: JWT_SECRET: required to sign tokens\n" and not done.stdout
 
 
 def test_check_reports_file_and_line(tmp_path, capsys):
@@ -55,11 +68,10 @@ def test_check_the_shipped_examples(capsys):
     assert main(["check", str(REPO / "servers.d")]) == 0
 
 
-def test_connect_prints_client_configuration(capsys, monkeypatch):
-    monkeypatch.setenv("JWT_SECRET", SECRET)
-    assert main(["connect", "calculator", "--port", "9000"]) == 0
-    out = capsys.readouterr().out
-    assert "http://127.0.0.1:9000/calculator/mcp" in out and "Bearer ey" in out
+def test_connect_prints_client_configuration():
+    done = run("connect", "calculator", "--port", "9000", env=environ(JWT_SECRET=SECRET))
+    assert done.returncode == 0, done.stderr
+    assert "http://127.0.0.1:9000/calculator/mcp" in done.stdout and "Bearer ey" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -93,7 +105,6 @@ def test_durations_accept_fractions():
 
 
 def test_serve_dev_prints_tokens_and_serves_health():
-    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -109,15 +120,19 @@ def test_serve_dev_prints_tokens_and_serves_health():
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env=environ(),
     )
     try:
-        assert process.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 30
-        while not any(line.strip().startswith("Authorization: Bearer") for line in lines):
-            assert time.monotonic() < deadline and process.poll() is None, lines
-            lines.append(process.stdout.readline())
+        stdout = process.stdout
+        assert stdout is not None
+        lines: list[str] = []
+
+        def token_printed() -> bool:
+            lines.append(stdout.readline())
+            assert lines[-1], f"it exited: {lines}"
+            return lines[-1].strip().startswith("Authorization: Bearer")
+
+        wait_until(token_printed, timeout=30, interval=0, message=lambda: f"no token printed: {lines}")
         health = next(line.split("health:")[1].strip() for line in lines if "health:" in line)
         body = httpx2.get(health).json()
         assert body["status"] == "ok" and "calculator" in body["servers"]

@@ -17,6 +17,7 @@ from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.shared.message import ServerMessageMetadata
 
+from mcp_tornado.backends.rounds import NOTHING_ASKED, Asked
 from mcp_tornado.request_info import RequestInfo
 
 LOG_LEVELS: Final[tuple[str, ...]] = get_args(types.LoggingLevel)  # least to most severe, as the spec orders them
@@ -34,8 +35,12 @@ def may_log(ctx: ServerRequestContext[Any, Any], level: str) -> bool:
 class ToolContext:
     """Who is calling, and a channel back to them for the duration of one request."""
 
-    def __init__(self, ctx: ServerRequestContext[Any, Any], server_name: str) -> None:
+    def __init__(self, ctx: ServerRequestContext[Any, Any], server_name: str, asked: Asked = NOTHING_ASKED) -> None:
         self._ctx = ctx
+        # Answers to what this handler asked for in its last `InputRequiredResult`, and the
+        # `request_state` it left there (only ever state it minted itself: see backends/rounds.py).
+        self.input_responses = asked.input_responses
+        self.request_state = asked.request_state
         info = ctx.request if isinstance(ctx.request, RequestInfo) else None
         self._info = info
         self.server = server_name
@@ -43,6 +48,11 @@ class ToolContext:
         self.user_id: str | None = info.user_id if info else None
         self.session_id: str | None = info.session_id if info else None
         self.request_id = ctx.request_id
+
+    @property
+    def client_capabilities(self) -> types.ClientCapabilities | None:
+        """What the client declared it can do (at 2026-07-28, on this very request)."""
+        return self._ctx.session.client_capabilities
 
     @property
     def session(self) -> Any:
@@ -95,8 +105,14 @@ class ToolContext:
 class SyncToolContext(ToolContext):
     """The same context for a handler on a worker thread: each call blocks until it is sent."""
 
-    def __init__(self, ctx: ServerRequestContext[Any, Any], server_name: str, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(ctx, server_name)
+    def __init__(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        server_name: str,
+        loop: asyncio.AbstractEventLoop,
+        asked: Asked = NOTHING_ASKED,
+    ) -> None:
+        super().__init__(ctx, server_name, asked)
         self._loop = loop
 
     def _run(self, coroutine: Any) -> Any:

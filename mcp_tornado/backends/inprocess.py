@@ -26,9 +26,11 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT
+from mcp_types.methods import is_input_required
 from pydantic import ValidationError
 
-from mcp_tornado.backends import results
+from mcp_tornado.backends import results, rounds
+from mcp_tornado.backends.arguments import OFF_LOOP_ELEMENTS, larger_than, problem_with, validator_for
 from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
 from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
@@ -61,8 +63,8 @@ class InProcessBackend(Backend):
             self._tools[tool.name] = _Tool(
                 fn=fn,
                 is_async=_is_async(fn),
-                validator=_validator(tool.input_schema),
-                output_validator=_validator(tool.output_schema) if tool.output_schema else None,
+                validator=validator_for(tool.input_schema),
+                output_validator=validator_for(tool.output_schema) if tool.output_schema else None,
             )
             listed.append(
                 types.Tool(
@@ -97,6 +99,7 @@ class InProcessBackend(Backend):
             for i, p in enumerate(spec.prompts)
         }
         super().__init__(self._build_server(), list_changed=True)
+        self._state_boundary = rounds.state_boundary(spec.name)
         references = (
             [t.handler for t in spec.tools] + [r.handler for r in spec.resources] + [p.handler for p in spec.prompts]
         )
@@ -164,36 +167,45 @@ class InProcessBackend(Backend):
         checked = types.PaginatedRequestParams.model_validate({} if params is None else params, by_name=False)
         return self._tool_pages[results.start_of(checked.cursor, len(self._listed_tools))]
 
-    async def _call_tool(
-        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
         """The SDK handler for `tools/call` (a model, so each revision's defaults apply)."""
-        return types.CallToolResult.model_validate(await self._call(ctx, params.name, params.arguments or {}))
+        result = await self._tool(ctx, params.name, params.arguments or {})
+        return result if is_input_required(result) else types.CallToolResult.model_validate(result)
 
     async def _fast_call_tool(self, ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
         """`tools/call` on the fast path: the same call, validated by the same params model."""
         checked = types.CallToolRequestParams.model_validate({} if params is None else params, by_name=False)
-        return await self._call(ctx, checked.name, checked.arguments or {})
+        return await self._tool(ctx, checked.name, checked.arguments or {})
 
-    async def _call(self, ctx: ServerRequestContext[Any, Any], name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _tool(self, ctx: ServerRequestContext[Any, Any], name: str, arguments: dict[str, Any]) -> Any:
+        """One tool call, over as many input rounds as its handler asks for (`rounds`)."""
+
+        async def run(c: ServerRequestContext[Any, Any], responses: Any, state: str | None) -> Any:
+            return await self._call(c, name, arguments, rounds.Asked(responses, state))
+
+        return await rounds.answer(self._state_boundary, ctx, run)
+
+    async def _call(
+        self, ctx: ServerRequestContext[Any, Any], name: str, arguments: dict[str, Any], asked: rounds.Asked
+    ) -> dict[str, Any]:
         """Run one tool; returns the wire form of its `CallToolResult`."""
         tool = self._tools.get(name)
         if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
-        if _larger_than(arguments, OFF_LOOP_ELEMENTS):
+        if larger_than(arguments, OFF_LOOP_ELEMENTS):
             # Checking a million-item argument takes seconds: on the pool, the loop keeps serving.
             try:
-                problem = await self._handlers.run(_problem, tool.validator, arguments, timeout=self.spec.timeout)
+                problem = await self._handlers.run(problem_with, tool.validator, arguments, timeout=self.spec.timeout)
             except (TimeoutError, PoolExhausted) as exc:
                 return results.error_result(
                     f"Tool {name} was not run: its arguments could not be checked ({exc or 'timeout'})"
                 )
         else:
-            problem = _problem(tool.validator, arguments)
+            problem = problem_with(tool.validator, arguments)
         if problem is not None:
             return results.error_result(problem)
         try:
-            value = await self._invoke(tool.fn, tool.is_async, arguments, ctx)
+            value = await self._invoke(tool.fn, tool.is_async, arguments, ctx, asked)
         except TimeoutError:
             return results.error_result(f"Tool {name} timed out after {self.spec.timeout:g} s")
         except PoolExhausted as exc:
@@ -272,9 +284,7 @@ class InProcessBackend(Backend):
         page, cursor = results.page(listed, params)
         return types.ListPromptsResult(prompts=page, next_cursor=cursor)
 
-    async def _get_prompt(
-        self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
+    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> Any:
         entry = self._prompts.get(params.name)
         if entry is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
@@ -284,7 +294,14 @@ class InProcessBackend(Backend):
         if missing:
             raise MCPError(code=INVALID_PARAMS, message=f"Missing required argument(s): {', '.join(missing)}")
         if fn is not None:
-            return results.prompt_result(spec, await self._invoke_or_raise(f"Prompt {spec.name}", fn, arguments, ctx))
+            handler = fn
+
+            async def run(c: ServerRequestContext[Any, Any], responses: Any, state: str | None) -> Any:
+                asked = rounds.Asked(responses, state)
+                value = await self._invoke_or_raise(f"Prompt {spec.name}", handler, arguments, c, asked)
+                return results.prompt_result(spec, value)
+
+            return await rounds.answer(self._state_boundary, ctx, run)
         values = _Blank({a.name: "" for a in spec.arguments}) | arguments
         messages = [
             types.PromptMessage(role=role, content=types.TextContent(type="text", text=text.format_map(_Blank(values))))  # type: ignore[arg-type]
@@ -310,7 +327,12 @@ class InProcessBackend(Backend):
         return types.EmptyResult()
 
     async def _invoke(
-        self, fn: Callable[..., Any], is_async: bool, argument: Any, ctx: ServerRequestContext[Any, Any]
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        argument: Any,
+        ctx: ServerRequestContext[Any, Any],
+        asked: rounds.Asked = rounds.NOTHING_ASKED,
     ) -> Any:
         """`fn(argument, context)` under the server's timeout, sync handlers on its `HandlerPool`.
 
@@ -318,16 +340,21 @@ class InProcessBackend(Backend):
         """
         if is_async:
             async with asyncio.timeout(self.spec.timeout):
-                return await fn(argument, ToolContext(ctx, self.spec.name))
-        context = SyncToolContext(ctx, self.spec.name, asyncio.get_running_loop())
+                return await fn(argument, ToolContext(ctx, self.spec.name, asked))
+        context = SyncToolContext(ctx, self.spec.name, asyncio.get_running_loop(), asked)
         return await self._handlers.run(fn, argument, context, timeout=self.spec.timeout)
 
     async def _invoke_or_raise(
-        self, what: str, fn: Callable[..., Any], argument: Any, ctx: ServerRequestContext[Any, Any]
+        self,
+        what: str,
+        fn: Callable[..., Any],
+        argument: Any,
+        ctx: ServerRequestContext[Any, Any],
+        asked: rounds.Asked = rounds.NOTHING_ASKED,
     ) -> Any:
         """`_invoke` for resources and prompts, whose failures are JSON-RPC errors."""
         try:
-            return await self._invoke(fn, _is_async(fn), argument, ctx)
+            return await self._invoke(fn, _is_async(fn), argument, ctx, asked)
         except TimeoutError:
             raise MCPError(code=REQUEST_TIMEOUT, message=f"{what} timed out after {self.spec.timeout:g} s") from None
         except PoolExhausted as exc:
@@ -358,40 +385,3 @@ def _load(
 def _is_async(fn: Callable[..., Any]) -> bool:
     """Whether calling `fn` gives a coroutine (a plain async function, or an object with an async `__call__`)."""
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
-
-
-def _problem(validator: jsonschema.protocols.Validator, arguments: Any) -> str | None:
-    """What is wrong with `arguments`, for the client; None when they are valid."""
-    if validator.is_valid(arguments):
-        return None
-    problem = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
-    assert problem is not None
-    where = "/".join(str(p) for p in problem.absolute_path)
-    return f"Invalid arguments{f' at {where}' if where else ''}: {problem.message}"
-
-
-# Arguments with more values than this are validated on the server's pool, off the event loop.
-OFF_LOOP_ELEMENTS = 2_000
-
-
-def _larger_than(value: Any, limit: int) -> bool:
-    """Whether `value` holds more than `limit` values; looks at no more than `limit` of them."""
-    budget = limit
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        budget -= len(item)
-        if budget < 0:
-            return True
-        pending.extend(v for v in item if isinstance(v, dict | list))
-    return False
-
-
-def _validator(schema: Any) -> jsonschema.protocols.Validator:
-    """Built once per tool. `format` stays an annotation, as JSON Schema 2020-12 has it by default."""
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema)

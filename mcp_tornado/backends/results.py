@@ -54,7 +54,7 @@ def page_result(key: str, items: list[Any], start: int) -> dict[str, Any]:
 
 
 def text(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text}
+    return {"text": text, "type": "text"}  # the SDK's own key order, so answers match it byte for byte
 
 
 def error_result(message: str) -> dict[str, Any]:
@@ -81,6 +81,8 @@ def to_result(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         # Checked here, where the text is made anyway: structuredContent goes out as it is.
         return {"content": [text(dumps(value))], "structuredContent": value, "isError": False}
+    if isinstance(value, types.InputRequiredResult):  # "ask the client first" (see rounds.py)
+        return value.model_dump(by_alias=True, mode="json", exclude_none=True)
     if isinstance(value, types.CallToolResult):
         # Through the SDK's own sieve: the model carries fields of later revisions (`resultType`).
         return serialize_server_result(
@@ -120,7 +122,10 @@ def resource_contents(spec: ResourceSpec, value: Any) -> list[Any]:
     raise TypeError(f"resource handler returned {type(value).__name__}; expected str, bytes or dict")
 
 
-def prompt_result(spec: PromptSpec, value: Any) -> types.GetPromptResult:
+def prompt_result(spec: PromptSpec, value: Any) -> Any:
+    """A prompt handler's value as a `GetPromptResult`, or the wire form of an `InputRequiredResult`."""
+    if isinstance(value, types.InputRequiredResult):
+        return value.model_dump(by_alias=True, mode="json", exclude_none=True)
     if isinstance(value, types.GetPromptResult):
         return value
     if isinstance(value, str):

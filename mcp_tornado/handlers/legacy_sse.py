@@ -138,7 +138,7 @@ class LegacyMessagesHandler(_LegacyHandler):
             raise MissingSession(f"missing {SESSION_PARAMETER} query parameter")
         session = await hosted.resume(session_id, self._token())
         connection = self.connections.get(session.id)
-        if connection is None and False:  # a Streamable HTTP session: its answers have no stream to go to here
+        if connection is None:  # a Streamable HTTP session: its answers have no stream to go to here
             raise NotFound("unknown or ended session")
         await hosted.deliver_later(connection, messages, batch=batch)
         self.set_status(202)

@@ -207,7 +207,10 @@ class McpHandler(BaseHandler):
         session_id = self.request.headers.get(SESSION_HEADER)
         if not session_id:
             raise MissingSession(f"missing {SESSION_HEADER} header")
-        return await hosted.resume(session_id, auth.bearer_token(self.request.headers.get("Authorization")))
+        session = await hosted.resume(session_id, auth.bearer_token(self.request.headers.get("Authorization")))
+        if not session.streams_resumable:  # a legacy HTTP+SSE session: its stream is not ours to take
+            raise NotFound("unknown or ended session")
+        return session
 
     def _open_sse(self) -> SseResponse:
         """Begin this request's answer as an SSE stream (the transport decides when)."""

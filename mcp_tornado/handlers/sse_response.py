@@ -5,8 +5,8 @@ An explicit lifecycle, as aiohttp's `StreamResponse` has: `begin()` sends the he
 raises. The client going away (`lost()`) or being dropped ends it early; `done` resolves
 either way.
 
-Backpressure: at most `HIGH_WATER` bytes are handed to Tornado beyond what the socket has
-taken; frames past that wait in a queue of references (the same bytes the session's event
+Backpressure: one flush of at most `HIGH_WATER` bytes is handed to Tornado at a time; frames
+past that wait in a queue of references (the same bytes the session's event
 buffer holds, so waiting costs no copy). A reader is dropped (its connection closed; its
 events stay in the session's buffer for a `Last-Event-ID` resume) when live frames waiting
 for it pass `max_buffer_bytes`, or when a frame has waited `max_lag` seconds. Replayed frames
@@ -65,8 +65,8 @@ class SseResponse:
         self._keepalive: tornado.ioloop.PeriodicCallback | None = None
         self._queue: collections.deque[tuple[float, bytes, bool]] = collections.deque()
         self._queued_live = 0  # bytes of queued frames that are not replays
-        self._in_tornado: collections.deque[tuple[float, int]] = collections.deque()  # (oldest, size) per flush
-        self._unsent = 0  # bytes handed to Tornado that the socket has not taken
+        # The flush in progress, if any: when its oldest frame was queued (None for the headers).
+        self._flushing: tuple[float | None, float] | None = None
 
     @property
     def open(self) -> bool:
@@ -82,7 +82,7 @@ class SseResponse:
         handler.set_header("Cache-Control", "no-cache")
         handler.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to hold events back
         self.state = State.OPEN
-        handler.flush().add_done_callback(_consume)
+        self._flush(None)  # the headers go out first; frames follow once they have
         self._keepalive = tornado.ioloop.PeriodicCallback(self._ping, self._keepalive_interval * 1000)
         self._keepalive.start()
 
@@ -94,9 +94,7 @@ class SseResponse:
             return False
         if self._behind():
             logger.info(
-                "%s: dropping an SSE reader that fell behind (%d bytes waiting)",
-                self._label,
-                self._queued_live + self._unsent,
+                "%s: dropping an SSE reader that fell behind (%d bytes waiting)", self._label, self._queued_live
             )
             self._drop()
             return False
@@ -130,16 +128,22 @@ class SseResponse:
     def _behind(self) -> bool:
         if self._queued_live > self._max_buffer_bytes:
             return True
-        oldest = self._in_tornado[0][0] if self._in_tornado else self._queue[0][0] if self._queue else None
+        oldest = self._flushing[0] if self._flushing is not None else None
+        if oldest is None and self._queue:
+            oldest = self._queue[0][0]
         return oldest is not None and time.monotonic() - oldest > self._max_lag
 
     def _pump(self) -> None:
-        """Hand queued frames to Tornado while the socket keeps up; finish an ending response."""
-        if self.state not in (State.OPEN, State.ENDING):
+        """Hand queued frames to Tornado while the socket keeps up; finish an ending response.
+
+        One flush at a time: Tornado resolves only the latest of several pending flushes, so a
+        second one would leave the first for ever unresolved.
+        """
+        if self.state not in (State.OPEN, State.ENDING) or self._flushing is not None:
             return
         handler = self._handler
         size, oldest = 0, None
-        while self._queue and self._unsent + size < HIGH_WATER:
+        while self._queue and size < HIGH_WATER:
             queued_at, chunk, replay = self._queue.popleft()
             if not replay:
                 self._queued_live -= len(chunk)
@@ -147,24 +151,24 @@ class SseResponse:
             handler.write(chunk)
             size += len(chunk)
         if size:
-            assert oldest is not None
-            self._unsent += size
-            self._in_tornado.append((oldest, size))
-            handler.flush().add_done_callback(self._flushed)
-        if self.state is State.ENDING and not self._queue and not self._unsent:
+            self._flush(oldest)
+        elif self.state is State.ENDING:
             self.state = State.CLOSED
             handler.finish()
             self._settle()
 
+    def _flush(self, oldest: float | None) -> None:
+        self._flushing = (oldest, time.monotonic())
+        self._handler.flush().add_done_callback(self._flushed)
+
     def _flushed(self, future: Any) -> None:
         if future.exception() is not None:
             return  # the client left; lost() follows
-        _, size = self._in_tornado.popleft()
-        self._unsent -= size
+        self._flushing = None
         self._pump()
 
     def _ping(self) -> None:
-        if not self._queue and not self._unsent:
+        if not self._queue and self._flushing is None:
             self.write_frame(KEEPALIVE_FRAME)
         elif self._behind():
             self.write_frame(KEEPALIVE_FRAME)  # only to drop the reader: the frame is not sent
@@ -185,8 +189,3 @@ class SseResponse:
     def _settle(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
-
-
-def _consume(future: Any) -> None:
-    """A client that left fails its writes; the handler's on_connection_close cleans up."""
-    future.exception()

@@ -91,6 +91,7 @@ class LegacyConnection:
         self._stream = stream
         self._tasks: set[asyncio.Task[None]] = set()
         self._opening = False  # an initialize was taken in: a second one is refused
+        session.streams_resumable = False  # whatever revision it speaks: nothing can come back for a lost stream
         stream.write_frame(endpoint_frame(endpoint))
         session.standalone.attach(_Reframed(stream, ends_stream=True))
 

@@ -77,6 +77,9 @@ class Session:
         self.server_name = server_name
         self.principal = principal
         self.retry_ms = retry_ms
+        # False on a transport whose streams cannot be resumed (the legacy HTTP+SSE one): no
+        # priming events, and no handler may end a stream early for the client to come back to.
+        self.streams_resumable = True
         self.events = EventBuffer(event_buffer_size, event_buffer_bytes)
         self.standalone = EventStream("get", self.events)
         self.connection = Connection.for_loop(_StandaloneOutbound(self), session_id=self.id)
@@ -105,7 +108,7 @@ class Session:
     def resumable(self) -> bool:
         """Whether the client's revision resumes streams: it expects a priming event on each
         (older clients cannot parse one), and the server may close a stream to be resumed."""
-        return is_version_at_least(self.connection.protocol_version, PRIMING_VERSION)
+        return self.streams_resumable and is_version_at_least(self.connection.protocol_version, PRIMING_VERSION)
 
     def prime(self, stream: EventStream) -> None:
         """Open `stream` with a priming event (id, `retry:`) when the client's revision wants one."""

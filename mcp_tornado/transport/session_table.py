@@ -33,13 +33,15 @@ class SessionTable:
         """Register `session`; returns the longest-idle sessions evicted to stay under the caps
         (its user's own first)."""
         evicted = []
-        own = self._by_user.setdefault(_user_of(session), collections.OrderedDict())
+        user = _user_of(session)
+        own: collections.OrderedDict[str, Session] = self._by_user.get(user, collections.OrderedDict())
         while len(own) >= self.max_per_user:
             evicted.append(self._forget(next(iter(own.values()))))
         while len(self._sessions) >= self.max_sessions:
             evicted.append(self._forget(next(iter(self._sessions.values()))))
         self._sessions[session.id] = session
-        own[session.id] = session
+        # Looked up again: evicting a user's last session above drops their group.
+        self._by_user.setdefault(user, collections.OrderedDict())[session.id] = session
         return evicted
 
     def get(self, session_id: str) -> Session | None:

@@ -11,7 +11,7 @@ import pytest
 from mcp import ClientSession
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from tests.conftest import mcp_client, token
+from tests.conftest import eventually, mcp_client, token
 
 
 @pytest.fixture
@@ -140,20 +140,21 @@ async def test_sampling_is_answered_by_the_client(url):
     assert result.content[0].text == "model said: old pond"
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=15)
 async def test_cancellation_stops_the_handler(url):
     async with mcp_client(url) as client:
         before = (await client.call_tool("cancellations", {})).structured_content["cancelled"]
         with anyio.move_on_after(0.3):
             await client.call_tool("wait", {"seconds": 30})
-        deadline = asyncio.get_running_loop().time() + 5
-        while (await client.call_tool("cancellations", {})).structured_content["cancelled"] == before:
-            assert asyncio.get_running_loop().time() < deadline, "the handler was never cancelled"
-            await asyncio.sleep(0.02)
+
+        async def cancelled() -> bool:
+            return (await client.call_tool("cancellations", {})).structured_content["cancelled"] == before + 1
+
+        await eventually(cancelled, message="the handler was never cancelled")
         assert (await client.call_tool("echo", {"message": "after"})).content[0].text == "after"
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=15)
 async def test_get_stream_receives_session_notifications(url):
     received: asyncio.Queue = asyncio.Queue()
 
@@ -163,15 +164,15 @@ async def test_get_stream_receives_session_notifications(url):
 
     async with mcp_client(url, message_handler=on_message) as client:
         # The client opens its GET stream on its own after initialize; retry until it is attached.
-        deadline = asyncio.get_running_loop().time() + 5
-        while received.empty():
-            assert asyncio.get_running_loop().time() < deadline, "no notification on the GET stream"
+        async def announced() -> bool:
             await client.call_tool("announce", {})
             try:
                 await asyncio.wait_for(received.get(), 0.2)
-                break
             except TimeoutError:
-                continue
+                return False
+            return True
+
+        await eventually(announced, interval=0, message="no notification on the GET stream")
 
 
 @pytest.mark.gen_test

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -9,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
+import mcp_types as types
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from tests.conftest import eventually, mcp_client, token
+from tests.e2e.wire import headers, init_body
 
 HERE = Path(__file__).parent.parent / "servers"
 
@@ -92,9 +96,22 @@ async def test_an_upstream_that_goes_away_and_comes_back(upstream, base_url, gat
     async with remote_client(base_url) as client:
         first = await pid_of(client)
         upstream.stop()
-        # While it is away, calls fail (503 or an error), quickly, and the other servers answer.
-        with pytest.raises(Exception):  # noqa: B017
-            await client.call_tool("upstream_pid", {})
+        # While it is away, calls fail quickly: the first with the error the link ended on...
+        with pytest.raises(MCPError) as lost:
+            await asyncio.wait_for(client.call_tool("upstream_pid", {}), 5)
+        assert (lost.value.error.code, lost.value.error.message) == (types.CONNECTION_CLOSED, "Connection closed")
+        # ...then the route is 503 (Retry-After) until the upstream is back; the client sees its error.
+        with pytest.raises(MCPError) as away:
+            await asyncio.wait_for(client.call_tool("upstream_pid", {}), 5)
+        assert away.value.error.code == types.INTERNAL_ERROR
+        assert away.value.error.message.startswith("remote is restarting: "), away.value.error.message
+        async with httpx2.AsyncClient() as http:
+            init = await http.post(
+                f"{base_url}/remote/mcp", json=init_body(), headers=headers(token("remote", api_key=None))
+            )
+        assert init.status_code == 503 and int(init.headers["Retry-After"]) >= 1
+        assert init.json()["error"]["message"].startswith("remote is restarting: ")
+    # The other servers answer meanwhile.
     async with mcp_client(f"{base_url}/everything/mcp") as other:
         assert (await other.call_tool("echo", {"message": "fine"})).content[0].text == "fine"
     upstream.start()

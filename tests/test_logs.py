@@ -1,0 +1,171 @@
+"""RateLimitFilter on a real logger: a flood of one line becomes a few lines and a count."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from mcp_tornado import logs
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def handler() -> ListHandler:
+    return ListHandler()
+
+
+@pytest.fixture
+def logger(handler: ListHandler, clock: Clock) -> Iterator[logging.Logger]:
+    log = logging.getLogger("tests.logs.flood")
+    log.propagate = False  # the lines under test stay out of pytest's own capture
+    log.setLevel(logging.DEBUG)
+    log.addHandler(handler)
+    logs.install(handler, logs.RateLimitFilter(burst=3, error_burst=5, window=10, clock=clock))
+    yield log
+    log.removeHandler(handler)
+    log.propagate = True
+
+
+def test_a_burst_passes_then_the_rest_is_suppressed(logger, handler):
+    for i in range(100):
+        logger.warning("401 POST /x/mcp %d", i)
+    assert handler.lines[:2] == ["401 POST /x/mcp 0", "401 POST /x/mcp 1"]
+    assert len(handler.lines) == 3
+    assert handler.lines[2].startswith("401 POST /x/mcp 2 [3 similar lines in 10 s: more are suppressed")
+
+
+def test_the_next_window_says_how_many_were_suppressed(logger, handler, clock):
+    for i in range(50):
+        logger.warning("bad %d", i)
+    clock.now += 9.9
+    logger.warning("bad %d", 50)
+    assert len(handler.lines) == 3  # still the first window
+    clock.now += 0.1
+    logger.warning("bad %d", 51)
+    assert handler.lines[3] == "bad 51 [48 similar lines suppressed before this one]"
+    logger.warning("bad %d", 52)
+    assert handler.lines[4] == "bad 52"  # the count is told once
+
+
+def test_the_key_is_the_template_not_the_text(logger, handler):
+    for i in range(10):
+        logger.warning(f"formatted {i}")  # noqa: G004 - distinct templates on purpose
+        logger.warning("templated %d", i)
+    assert sum(line.startswith("formatted") for line in handler.lines) == 10
+    assert sum(line.startswith("templated") for line in handler.lines) == 3
+
+
+def test_loggers_and_levels_are_limited_apart(logger, handler):
+    other = logging.getLogger("tests.logs.flood.other")
+    for _ in range(10):
+        logger.info("same")
+        logger.warning("same")
+        other.warning("same")  # propagates to the same handler, under its own name
+    assert len(handler.lines) == 9
+
+
+def test_errors_have_a_higher_allowance_but_a_limit_too(logger, handler):
+    for _ in range(1000):
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("request failed")
+    assert len(handler.lines) == 5  # error_burst, tracebacks included
+
+
+def test_a_record_seen_by_several_handlers_is_counted_once(handler, clock):
+    root_like = logging.getLogger("tests.logs.two-handlers")
+    root_like.propagate = False
+    second = ListHandler()
+    root_like.addHandler(handler)
+    root_like.addHandler(second)
+    logs.install(root_like, logs.RateLimitFilter(burst=4, clock=clock))
+    try:
+        for i in range(10):
+            root_like.warning("twice %d", i)
+    finally:
+        root_like.removeHandler(handler)
+        root_like.removeHandler(second)
+    assert len(handler.lines) == len(second.lines) == 4
+    assert handler.lines == second.lines
+
+
+def test_percent_signs_and_odd_messages_still_format(logger, handler, clock):
+    for _ in range(5):
+        logger.warning("100%% of %s", "requests")
+        logger.warning({"not": "a string"})
+    clock.now += 60
+    logger.warning("100%% of %s", "requests")
+    percent = [line for line in handler.lines if line.startswith("100%")]
+    assert percent == [
+        "100% of requests",
+        "100% of requests",
+        "100% of requests [3 similar lines in 10 s: more are suppressed, and counted]",
+        "100% of requests [2 similar lines suppressed before this one]",
+    ]
+    assert handler.lines.count("{'not': 'a string'}") == 2
+
+
+def test_the_table_of_keys_is_bounded(handler, clock):
+    log = logging.getLogger("tests.logs.many-keys")
+    log.propagate = False
+    log.addHandler(handler)
+    limiter = logs.install(handler, logs.RateLimitFilter(max_keys=8, clock=clock))
+    try:
+        for i in range(100):
+            log.warning(f"distinct {i}")  # noqa: G004 - every line its own key
+    finally:
+        log.removeHandler(handler)
+    assert len(limiter._windows) <= 8
+    assert len(handler.lines) == 100
+
+
+def test_threads_share_one_allowance(handler):
+    log = logging.getLogger("tests.logs.threads")
+    log.propagate = False
+    log.addHandler(handler)
+    limiter = logs.install(handler, logs.RateLimitFilter(burst=50))
+    start = threading.Barrier(8)
+
+    def flood() -> None:
+        start.wait()
+        for _ in range(2000):
+            log.warning("from a worker thread")
+
+    workers = [threading.Thread(target=flood) for _ in range(8)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        log.removeHandler(handler)
+    assert len(handler.lines) == 50
+    window = next(iter(limiter._windows.values()))
+    assert window.passed + window.suppressed == 8 * 2000
