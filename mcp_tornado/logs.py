@@ -5,7 +5,8 @@ error with a traceback), so without a limit a flood of bad requests becomes a fl
 lines and, at last, a full disk. Lines are told apart by logger, level and the record's `msg`
 template (not the formatted text), so "401 POST /a/mcp" and "401 POST /b/mcp" are the same line.
 
-Per key and window, `burst` records pass (`error_burst` at ERROR and above: rarer and more
+Records below WARNING pass untouched, except the access log's (a client drives every one of
+those). Per key and window, `burst` records pass (`error_burst` at ERROR and above: rarer and more
 telling, but a 500 storm must not fill a disk either); the last one that passes says that more
 are being suppressed, and the first one after the window says how many were.
 """
@@ -26,6 +27,8 @@ BURST = 20
 ERROR_BURST = 50
 # Keys remembered at once: templates are few, but one built with an f-string is unbounded.
 MAX_KEYS = 4096
+# Loggers whose every line a client can cause, whatever its level: limited below WARNING too.
+CLIENT_DRIVEN = frozenset({"tornado.access"})
 # The attribute that remembers, on a record, this filter's decision: one filter on several
 # handlers (the root's) sees each record once per handler and must count it once.
 _DECISION = "_rate_limit_decision"
@@ -65,6 +68,8 @@ class RateLimitFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING and record.name not in CLIENT_DRIVEN:
+            return True  # our own information (a server loaded, a child started) is never thinned
         decided = record.__dict__.get(_DECISION)
         if decided is not None and decided[0] is self:
             return bool(decided[1])

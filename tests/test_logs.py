@@ -84,10 +84,25 @@ def test_the_key_is_the_template_not_the_text(logger, handler):
 def test_loggers_and_levels_are_limited_apart(logger, handler):
     other = logging.getLogger("tests.logs.flood.other")
     for _ in range(10):
-        logger.info("same")
+        logger.error("same")
         logger.warning("same")
         other.warning("same")  # propagates to the same handler, under its own name
-    assert len(handler.lines) == 9
+    assert len(handler.lines) == 5 + 3 + 3  # errors under error_burst, each warning key under burst
+
+
+def test_information_passes_unless_a_client_drives_it(logger, handler):
+    access = logging.getLogger("tornado.access")
+    access.addHandler(handler)
+    level, access.level = access.level, logging.INFO
+    try:
+        for _ in range(10):
+            logger.info("a server loaded")  # our own news: never thinned
+            access.info("200 GET /health")  # a client can send these at will
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    assert handler.lines.count("a server loaded") == 10
+    assert len([line for line in handler.lines if "GET /health" in line]) == 3
 
 
 def test_errors_have_a_higher_allowance_but_a_limit_too(logger, handler):

@@ -77,7 +77,7 @@ class ServersWatcher(FileSystemEventHandler):
             if path.suffix == ".py":
                 await self._registry.reload_modules(path.stem)
             elif is_definition(path):
-                if path.is_file():
+                if path.exists():  # a FIFO or a device is loaded only to be refused, with its problem shown
                     await self._registry.load_file(path)
                 else:
                     await self._registry.remove_file(path)
