@@ -26,6 +26,7 @@ from typing import Any
 
 import jsonschema
 import yaml
+from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
 from mcp_tornado.errors import DefinitionError
 
@@ -67,6 +68,19 @@ class ResourceSpec:
     mime_type: str | None = None
     text: str | None = None
     handler: str | None = None
+    line: int | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceTemplateSpec:
+    """Resources named by a URI template (RFC 6570); `handler(variables, context)` reads one."""
+
+    uri_template: str
+    name: str
+    handler: str
+    title: str | None = None
+    description: str | None = None
+    mime_type: str | None = None
     line: int | None = dataclasses.field(default=None, compare=False)
 
 
@@ -127,6 +141,7 @@ class ServerSpec:
     public: bool = False  # `auth: none`: no token needed
     tools: tuple[ToolSpec, ...] = ()
     resources: tuple[ResourceSpec, ...] = ()
+    resource_templates: tuple[ResourceTemplateSpec, ...] = ()
     prompts: tuple[PromptSpec, ...] = ()
     app: str | None = None
     command: CommandSpec | None = None
@@ -247,6 +262,23 @@ def from_document(
         )
         for i, raw in enumerate(document.get("resources", []))
     )
+    templates = []
+    for i, raw in enumerate(document.get("resource_templates", [])):
+        try:
+            UriTemplate.parse(raw["uriTemplate"])
+        except InvalidUriTemplate as exc:
+            raise fail(("resource_templates", i, "uriTemplate"), f"resource_templates.{i}.uriTemplate: {exc}") from None
+        templates.append(
+            ResourceTemplateSpec(
+                uri_template=raw["uriTemplate"],
+                name=raw["name"],
+                handler=raw["handler"],
+                title=raw.get("title"),
+                description=raw.get("description"),
+                mime_type=raw.get("mimeType"),
+                line=_line_of(lines, ("resource_templates", i, "handler")),
+            )
+        )
     prompts = tuple(
         PromptSpec(
             name=raw["name"],
@@ -287,6 +319,7 @@ def from_document(
         timeout=float(document.get("timeout", DEFAULT_TIMEOUT)),
         tools=tuple(tools),
         resources=resources_,
+        resource_templates=tuple(templates),
         prompts=prompts,
         app=document.get("app"),
         command=command,

@@ -15,6 +15,7 @@ from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from opentelemetry import trace
 
+from mcp_tornado.backends.relay import StatelessRelay
 from mcp_tornado.backends.state import BackendState
 
 Publish = Callable[[str, Mapping[str, Any] | None, set[str] | None], Awaitable[None]]
@@ -43,6 +44,8 @@ class Backend:
         # Seconds the transport gives any one request to this backend (None: the backend bounds
         # its own handlers). For servers whose handlers we cannot reach into, such as `app:`.
         self.request_timeout: float | None = None
+        # Set by backends whose upstream may take 2026-07-28 requests as they are (`url:`).
+        self.relay: StatelessRelay | None = None
         self.state = BackendState.STOPPED
         self.last_error: str | None = None
         changed = NotificationOptions(

@@ -10,6 +10,7 @@ message is on its way.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast, get_args
 
 import mcp_types as types
@@ -35,8 +36,15 @@ def may_log(ctx: ServerRequestContext[Any, Any], level: str) -> bool:
 class ToolContext:
     """Who is calling, and a channel back to them for the duration of one request."""
 
-    def __init__(self, ctx: ServerRequestContext[Any, Any], server_name: str, asked: Asked = NOTHING_ASKED) -> None:
+    def __init__(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        server_name: str,
+        asked: Asked = NOTHING_ASKED,
+        resource_updated: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._ctx = ctx
+        self._resource_updated = resource_updated
         # Answers to what this handler asked for in its last `InputRequiredResult`, and the
         # `request_state` it left there (only ever state it minted itself: see backends/rounds.py).
         self.input_responses = asked.input_responses
@@ -76,6 +84,11 @@ class ToolContext:
         )
         await self._ctx.session.send_notification(notification, related_request_id=self.request_id)
 
+    async def resource_updated(self, uri: str) -> None:
+        """Tell the clients subscribed to `uri` (resources/subscribe) that it changed."""
+        if self._resource_updated is not None:
+            await self._resource_updated(uri)
+
     async def close_stream(self) -> None:
         """End this call's SSE response now and go on working (SSE polling): a client of a
         revision that resumes (2025-11-25 and later) reconnects and receives the rest; for
@@ -111,8 +124,9 @@ class SyncToolContext(ToolContext):
         server_name: str,
         loop: asyncio.AbstractEventLoop,
         asked: Asked = NOTHING_ASKED,
+        resource_updated: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(ctx, server_name, asked)
+        super().__init__(ctx, server_name, asked, resource_updated)
         self._loop = loop
 
     def _run(self, coroutine: Any) -> Any:
@@ -123,6 +137,9 @@ class SyncToolContext(ToolContext):
 
     def log(self, level: str, data: Any, logger: str | None = None) -> None:  # type: ignore[override]
         self._run(ToolContext.log(self, level, data, logger))
+
+    def resource_updated(self, uri: str) -> None:  # type: ignore[override]
+        self._run(ToolContext.resource_updated(self, uri))
 
     def close_stream(self) -> None:  # type: ignore[override]
         self._run(ToolContext.close_stream(self))

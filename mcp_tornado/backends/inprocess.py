@@ -34,6 +34,7 @@ from mcp_tornado.backends.arguments import OFF_LOOP_ELEMENTS, larger_than, probl
 from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
 from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
+from mcp_tornado.backends.resources import ResourceShelf
 from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.importer import ImportFromStringError, import_from_string
@@ -84,13 +85,9 @@ class InProcessBackend(Backend):
             )
             for start in range(0, max(len(listed), 1), results.PAGE_SIZE)
         }
-        self._resources = {
-            r.uri: (
-                r,
-                _load(r.handler, spec.source, r.line, search_path, f"resources.{i}.handler") if r.handler else None,
-            )
-            for i, r in enumerate(spec.resources)
-        }
+        self._resources = ResourceShelf(
+            spec, lambda reference, line, field: _load(reference, spec.source, line, search_path, field)
+        )
         self._prompts = {
             p.name: (
                 p,
@@ -101,7 +98,10 @@ class InProcessBackend(Backend):
         super().__init__(self._build_server(), list_changed=True)
         self._state_boundary = rounds.state_boundary(spec.name)
         references = (
-            [t.handler for t in spec.tools] + [r.handler for r in spec.resources] + [p.handler for p in spec.prompts]
+            [t.handler for t in spec.tools]
+            + [r.handler for r in spec.resources]
+            + [t.handler for t in spec.resource_templates]
+            + [p.handler for p in spec.prompts]
         )
         self.modules = frozenset(ref.partition(":")[0] for ref in references if ref)
         if spec.tools:
@@ -118,11 +118,13 @@ class InProcessBackend(Backend):
         }
         if spec.tools:
             handlers.update(on_list_tools=self._list_tools, on_call_tool=self._call_tool)
-        if spec.resources:
+        if spec.resources or spec.resource_templates:
             handlers.update(
                 on_list_resources=self._list_resources,
                 on_read_resource=self._read_resource,
-                on_list_resource_templates=self._list_resource_templates,  # none, as the SDK's MCPServer says
+                on_list_resource_templates=self._list_resource_templates,
+                on_subscribe_resource=self._subscribe,
+                on_unsubscribe_resource=self._unsubscribe,
             )
         if spec.prompts:
             handlers.update(on_list_prompts=self._list_prompts, on_get_prompt=self._get_prompt)
@@ -141,7 +143,8 @@ class InProcessBackend(Backend):
             )
 
     async def catalog(self) -> dict[str, Any]:
-        return {"tools": self.spec.tools, "resources": self.spec.resources, "prompts": self.spec.prompts}
+        resources = (self.spec.resources, self.spec.resource_templates)
+        return {"tools": self.spec.tools, "resources": resources, "prompts": self.spec.prompts}
 
     async def stop(self) -> None:
         self._handlers.shutdown()  # never blocks; queued calls still finish: their clients get answers
@@ -238,33 +241,34 @@ class InProcessBackend(Backend):
     async def _list_resource_templates(
         self, ctx: Any, params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        return types.ListResourceTemplatesResult(resource_templates=[])
+        return self._resources.list_templates(params)
 
     async def _list_resources(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
-        listed = [
-            types.Resource(uri=r.uri, name=r.name, title=r.title, description=r.description, mime_type=r.mime_type)
-            for r, _ in self._resources.values()
-        ]
-        page, cursor = results.page(listed, params)
-        return types.ListResourcesResult(resources=page, next_cursor=cursor)
+        return self._resources.list(params)
 
     async def _read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        entry = self._resources.get(str(params.uri))
-        if entry is None:
-            # INVALID_PARAMS, as the SDK's MCPServer answers it (SEP-2164; -32002 is retired).
-            raise MCPError(code=INVALID_PARAMS, message="Resource not found", data={"uri": str(params.uri)})
-        spec, fn = entry
-        what = f"Resource {spec.uri}"
-        value: Any = spec.text if fn is None else await self._invoke_or_raise(what, fn, spec.uri, ctx)
-        try:
-            contents = results.resource_contents(spec, value)
-        except results.NotJSON:
-            raise MCPError(
-                code=INTERNAL_ERROR, message=f"{what} returned a value that is not valid JSON (NaN or Infinity)"
-            ) from None
-        return types.ReadResourceResult(contents=contents)
+        async def invoke(what: str, fn: Callable[..., Any], argument: Any) -> Any:
+            return await self._invoke_or_raise(what, fn, argument, ctx)
+
+        return await self._resources.read(str(params.uri), invoke)
+
+    async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> Any:
+        self._resources.subscribe(_session_of(ctx), str(params.uri))
+        return types.EmptyResult()
+
+    async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams) -> Any:
+        self._resources.unsubscribe(_session_of(ctx), str(params.uri))
+        return types.EmptyResult()
+
+    async def resource_updated(self, uri: str) -> None:
+        """Tell the sessions subscribed to `uri` that it changed (`context.resource_updated`)."""
+        if self.publish is not None:
+            await self.publish("notifications/resources/updated", {"uri": uri}, self._resources.subscribers(uri))
+
+    async def session_closed(self, session_id: str) -> None:
+        self._resources.forget(session_id)
 
     # -- prompts --------------------------------------------------------------------------
 
@@ -340,8 +344,8 @@ class InProcessBackend(Backend):
         """
         if is_async:
             async with asyncio.timeout(self.spec.timeout):
-                return await fn(argument, ToolContext(ctx, self.spec.name, asked))
-        context = SyncToolContext(ctx, self.spec.name, asyncio.get_running_loop(), asked)
+                return await fn(argument, ToolContext(ctx, self.spec.name, asked, self.resource_updated))
+        context = SyncToolContext(ctx, self.spec.name, asyncio.get_running_loop(), asked, self.resource_updated)
         return await self._handlers.run(fn, argument, context, timeout=self.spec.timeout)
 
     async def _invoke_or_raise(
@@ -360,6 +364,10 @@ class InProcessBackend(Backend):
         except PoolExhausted as exc:
             logger.warning("%s: %s refused: %s", self.spec.name, what, exc)
             raise MCPError(code=INTERNAL_ERROR, message=f"{what} was not run: {exc}; try again later") from None
+
+
+def _session_of(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    return ctx.request.session_id if isinstance(ctx.request, RequestInfo) else None
 
 
 class _Blank(dict[str, Any]):

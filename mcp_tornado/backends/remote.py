@@ -16,6 +16,7 @@ import httpx2
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_tornado.backends.link import CONNECT_TIMEOUT
+from mcp_tornado.backends.relay import StatelessRelay
 from mcp_tornado.backends.upstream import UpstreamBackend, expand
 from mcp_tornado.definitions import ServerSpec
 
@@ -29,6 +30,7 @@ class RemoteBackend(UpstreamBackend):
         self.url = expand(remote.url, environ, spec, "url")
         self.headers = {k: expand(v, environ, spec, f"headers.{k}") for k, v in remote.headers.items()}
         super().__init__(spec, lazy=remote.lazy)
+        self.relay = StatelessRelay(spec.name, self.url, self.headers, spec.timeout)
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[tuple[Any, Any]]:

@@ -14,15 +14,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import anyio
 from mcp_types import JSONRPCRequest
 
 from mcp_tornado.auth import ApiKeys, Principal, anonymous, require_server
 from mcp_tornado.backends.base import Backend
+from mcp_tornado.backends.relay import StatelessRelay
 from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable
 from mcp_tornado.settings import Settings
-from mcp_tornado.transport import stateless
-from mcp_tornado.transport.exchange import ACCEPTED, JsonAnswer, OpenSink
+from mcp_tornado.transport import jsonrpc, stateless
+from mcp_tornado.transport.exchange import ACCEPTED, JsonAnswer, OpenSink, Reply
 from mcp_tornado.transport.jsonrpc import BATCH_VERSIONS
 from mcp_tornado.transport.legacy import LegacyConnection
 from mcp_tornado.transport.session import Session
@@ -169,7 +171,28 @@ class HostedServer:
             return ACCEPTED  # no client notification means anything at this revision
         request, raw = decoded
         with self.admit(1):
+            relay = self.backend.relay
+            if relay is not None and await relay.speaks_modern():
+                return await self._relay(relay, body, header_lines, open_sink)
             return await stateless.serve(self.backend, self.name, principal, request, raw, header_lines, open_sink)
+
+    async def _relay(
+        self, relay: StatelessRelay, body: bytes, header_lines: Iterable[tuple[str, str]], open_sink: OpenSink
+    ) -> JsonAnswer | None:
+        """The upstream's own answer to a request passed through as it is (see backends/relay.py)."""
+        with anyio.fail_after(self.spec.timeout):
+            async with relay.forward(body, list(header_lines)) as relayed:
+                if relayed.body is not None:
+                    return JsonAnswer(relayed.body, relayed.status)
+                reply = Reply(None, open_sink)
+                assert relayed.events is not None
+                async for data in relayed.events:
+                    message = jsonrpc.loads(data)
+                    if isinstance(message, dict) and "method" not in message:
+                        reply.respond(message)
+                    else:
+                        reply.emit(message)
+                return reply.finish()
 
     # -- sessions -----------------------------------------------------------------------------
 

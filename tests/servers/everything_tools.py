@@ -118,3 +118,24 @@ async def poll_later(arguments, context):
     await asyncio.sleep(arguments.get("pause", 0.3))
     await context.progress(2, 2, "after the break")
     return "polled"
+
+
+async def note(variables, context):
+    return f"note {variables['id']} for {context.user_id}"
+
+
+async def touch(arguments, context):
+    await context.resource_updated(arguments["uri"])
+    return "touched"
+
+
+def rounds(arguments, context):
+    """Asks for a name first (an InputRequiredResult), then greets with it."""
+    import mcp_types as types
+
+    answer = (context.input_responses or {}).get("name")
+    if answer is not None and context.request_state == "asked-once":
+        return f"Hello, {answer.content['name']}!"
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    request = types.ElicitRequest(params=types.ElicitRequestFormParams(message="Your name?", requested_schema=schema))
+    return types.InputRequiredResult(input_requests={"name": request}, request_state="asked-once")
