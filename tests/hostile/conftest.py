@@ -10,13 +10,12 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET, TEST_ENVIRON
+from tests.conftest import SECRET, TEST_ENVIRON, wait_until
 
 READY = re.compile(rb"on http://127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 30.0
@@ -79,20 +78,27 @@ def spawn_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
                 env=environ,
                 preexec_fn=limit,
             )
-        assert proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        line = b""
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if match := READY.search(line):
-                gateway = GatewayProcess(proc, int(match.group(1)), log)
-                started.append(gateway)
-                return gateway
-        proc.kill()
-        proc.wait()
-        raise AssertionError(f"gateway did not start: {line!r}\n{log.read_text(errors='replace')[-3000:]}")
+        stdout = proc.stdout
+        assert stdout is not None
+        lines: list[bytes] = []
+
+        def ready() -> re.Match[bytes] | None:
+            lines.append(stdout.readline())
+            if not lines[-1]:
+                raise AssertionError("it exited")
+            return READY.search(lines[-1])
+
+        try:
+            match = wait_until(ready, timeout=START_TIMEOUT, interval=0)
+        except AssertionError as exc:
+            proc.kill()
+            proc.wait()
+            tail = log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"gateway did not start ({exc}): {b''.join(lines)!r}\n{tail}") from None
+        assert isinstance(match, re.Match)
+        gateway = GatewayProcess(proc, int(match.group(1)), log)
+        started.append(gateway)
+        return gateway
 
     yield spawn
     for gateway in started:
@@ -101,19 +107,6 @@ def spawn_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
             gateway.proc.wait()
         if gateway.proc.stdout is not None:
             gateway.proc.stdout.close()
-
-
-def wait_until(
-    check: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.05, message: str = ""
-) -> object:
-    """Poll `check()` (sync) until truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, message or f"condition not met within {timeout} s"
-        time.sleep(interval)
 
 
 def raw_request(port: int, data: bytes, *, read: bool = True, timeout: float = 5.0) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import socket
 
-from tests.hostile.conftest import wait_until
+from tests.conftest import wait_until
 
 WARM_UP = 200
 REPEATS = 2_000

@@ -13,7 +13,7 @@ import time
 
 import httpx2
 
-from tests.hostile.conftest import wait_until
+from tests.conftest import wait_until
 
 MAX_FDS = 256  # the gateway's RLIMIT_NOFILE: its connection cap becomes 192
 ATTACKERS = 400

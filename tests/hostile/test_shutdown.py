@@ -13,9 +13,9 @@ import time
 
 import httpx2
 
-from tests.conftest import token
+from tests.conftest import token, wait_until
 from tests.e2e.wire import headers, init_body
-from tests.hostile.conftest import GatewayProcess, wait_until
+from tests.hostile.conftest import GatewayProcess
 
 
 def _session(http: httpx2.Client, url: str) -> str:

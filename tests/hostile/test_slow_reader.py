@@ -14,9 +14,8 @@ import time
 
 import httpx2
 
-from tests.conftest import token
+from tests.conftest import token, wait_until
 from tests.e2e.wire import headers, init_body, sse_events
-from tests.hostile.conftest import wait_until
 
 STEPS = 100_000
 # The flood is ~40 MB of frames; a bounded writer holds at most the setting plus kernel buffers.
