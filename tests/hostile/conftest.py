@@ -7,6 +7,7 @@ import dataclasses
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -83,6 +84,8 @@ def spawn_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
         lines: list[bytes] = []
 
         def ready() -> re.Match[bytes] | None:
+            if not select.select([stdout], [], [], 0.1)[0]:
+                return None  # nothing printed yet: the deadline still holds (readline would block)
             lines.append(stdout.readline())
             if not lines[-1]:
                 raise AssertionError("it exited")
