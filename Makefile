@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 EVERYTHING := .tools/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 EVERYTHING_VERSION := 2026.8.31
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench conformance clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ $(EVERYTHING):
 
 test: $(STAMP) $(EVERYTHING) lint
 	$(BIN)/python -m pytest
+
+# The official MCP conformance suite against the in-process, command: and url: legs (and the SDK
+# itself as the reference), at 2025-11-25 and 2026-07-28; installs node 22 and the pinned suite
+# into .tools/ from npm on first use (examples/conformance/run.py).
+conformance: $(STAMP)
+	$(BIN)/python examples/conformance/run.py
 
 bench: $(STAMP)
 	@if command -v wrk >/dev/null; then $(BIN)/python bench/bench_wrk.py; \

@@ -219,6 +219,9 @@ def run_suite(leg: str, url: str, spec: str) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     argv = [str(NODE), str(SUITE), "server", "--url", url, "--suite", "all", "--spec-version", spec, "-o", str(out)]
+    baseline = HERE / "expected-failures" / f"{leg}-{spec}.yaml"
+    if baseline.is_file():  # known gaps, said why in the file: only a new failure (or a fixed one) fails the leg
+        argv += ["--expected-failures", str(baseline)]
     log = RESULTS / f"{leg}-{spec}.log"
     started = time.monotonic()
     with log.open("w") as handle:
@@ -255,6 +258,7 @@ def run_suite(leg: str, url: str, spec: str) -> dict[str, Any]:
         "spec": spec,
         "url": url,
         "exit_code": code,
+        "baseline": baseline.name if baseline.is_file() else None,
         "seconds": round(seconds, 1),
         "scenarios": scenarios,
         "passed": passed,
@@ -458,7 +462,11 @@ def main() -> int:
     summary = {"conformance": CONFORMANCE_VERSION, "node": NODE_VERSION, "notes": notes, "runs": runs}
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"reports: {RESULTS.relative_to(ROOT)}/summary.md, summary.json, <leg>-<spec>/ and <leg>-<spec>.log")
-    failed = [f"{r['leg']}@{r['spec']}" for r in runs if r["failed"] or r["exit_code"] not in (0, 1)]
+    failed = [
+        f"{r['leg']}@{r['spec']}"
+        for r in runs
+        if (r["exit_code"] != 0 if r["baseline"] else r["failed"] or r["exit_code"] not in (0, 1))
+    ]
     if failed:
         print(f"FAILED: {', '.join(failed)}")
         return 1
