@@ -43,6 +43,9 @@ class Principal:
     user_id: str | None
     admin: bool
     expires_at: float | None
+    subject: str | None = None  # `sub`
+    scopes: frozenset[str] = frozenset()  # `scope`, space-separated in the token
+    token_id: str | None = None  # `jti`
 
 
 def anonymous(server_name: str) -> Principal:

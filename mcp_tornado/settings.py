@@ -73,6 +73,38 @@ class Settings:
     max_abandoned_threads: int = 32
     # Seconds SIGTERM waits for in-flight calls before ending sessions and exiting anyway.
     shutdown_grace: float = 10.0
+    # -- tokens (issue: who gets in) ----------------------------------------------------------
+    # Earlier HS256 secrets still accepted while tokens signed with them live out (rotation).
+    jwt_previous_secrets: tuple[str, ...] = ()
+    # Asymmetric verification keys: a PEM public key file, and/or a JWKS (file path or URL).
+    jwt_public_key_file: Path | None = None
+    jwt_jwks: str | None = None
+    # Claims checked when set: `iss` must equal the issuer, `aud` must contain the audience.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # Clock skew tolerated between the issuer and us, seconds.
+    jwt_leeway: float = 5.0
+    # Longest lifetime a token may claim (exp - iat, or exp - now without iat); `exp` is required.
+    jwt_max_lifetime: float = 7 * 86400.0
+    # A file of revoked `jti` values, one per line; re-read when it changes.
+    jwt_revoked_file: Path | None = None
+    # -- OAuth 2.1 resource-server discovery (RFC 9728) ---------------------------------------
+    # Authorization servers that issue tokens for this gateway; empty: tokens come from the operator.
+    oauth_authorization_servers: tuple[str, ...] = ()
+    # The gateway's public base URL (as clients reach it), for the resource metadata.
+    public_url: str | None = None
+    # -- rate limits (token bucket: requests per second, and the burst) ------------------------
+    rate_limit_per_identity: float | None = None
+    rate_limit_per_address: float | None = None
+    rate_limit_burst: int = 20
+    # -- the management API ---------------------------------------------------------------------
+    # Let REST register `command:`, `app:` and handlers from outside servers.d/: an admin token
+    # can then run code on this host.
+    admin_allow_code: bool = False
+    # Environment variables `${VAR}` in definitions may name; none by default.
+    expand_vars: tuple[str, ...] = ()
+    # The longest TTL `POST /tokens` mints, seconds.
+    token_max_ttl: float = 86400.0
     dev: bool = False
     # The environment `${VAR}` in definitions is expanded from (a child's env, an upstream's
     # headers): the one `from_environ` was given, so tests and embedders pass their own.
@@ -120,6 +152,15 @@ def _integer(raw: str) -> int:
     return int(raw, 10)
 
 
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def _names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -151,6 +192,22 @@ _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("MCP_MAX_BATCH", "max_batch", _integer),
     ("MCP_MAX_ABANDONED_THREADS", "max_abandoned_threads", _integer),
     ("MCP_SHUTDOWN_GRACE", "shutdown_grace", _duration),
+    ("JWT_PREVIOUS_SECRETS", "jwt_previous_secrets", _names),
+    ("JWT_PUBLIC_KEY_FILE", "jwt_public_key_file", Path),
+    ("JWT_JWKS", "jwt_jwks", str),
+    ("JWT_ISSUER", "jwt_issuer", str),
+    ("JWT_AUDIENCE", "jwt_audience", str),
+    ("JWT_LEEWAY", "jwt_leeway", _duration),
+    ("JWT_MAX_LIFETIME", "jwt_max_lifetime", _duration),
+    ("JWT_REVOKED_FILE", "jwt_revoked_file", Path),
+    ("MCP_AUTHORIZATION_SERVERS", "oauth_authorization_servers", _names),
+    ("MCP_PUBLIC_URL", "public_url", str),
+    ("MCP_RATE_LIMIT", "rate_limit_per_identity", _duration),
+    ("MCP_RATE_LIMIT_PER_ADDRESS", "rate_limit_per_address", _duration),
+    ("MCP_RATE_LIMIT_BURST", "rate_limit_burst", _integer),
+    ("MCP_ADMIN_ALLOW_CODE", "admin_allow_code", _boolean),
+    ("MCP_EXPAND_VARS", "expand_vars", _names),
+    ("MCP_TOKEN_MAX_TTL", "token_max_ttl", _duration),
 )
 
 
