@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import tornado.log
 import tornado.web
 
 from mcp_tornado.definitions import NAME_RULE
-from mcp_tornado.handlers.admin import ServerHandler, ServersHandler
+from mcp_tornado.handlers.admin import ServerHandler, ServersHandler, TokensHandler
 from mcp_tornado.handlers.base import HostGuard, NotFoundHandler
 from mcp_tornado.handlers.health import HealthHandler, StatusPageHandler
 from mcp_tornado.handlers.legacy_sse import LegacyMessagesHandler, LegacyStreamHandler
 from mcp_tornado.handlers.mcp import McpHandler
 from mcp_tornado.handlers.metrics import MetricsHandler
+from mcp_tornado.handlers.oauth import WELL_KNOWN, ProtectedResourceHandler, RegistrationHandler
+from mcp_tornado.handlers.openapi import OpenApiHandler
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings, transport_security
 from mcp_tornado.telemetry import RequestCounter
@@ -27,6 +30,7 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
     mcp = {"registry": registry, "settings": settings, "counter": counter}
     admin = {"registry": registry, "settings": settings}
     legacy = {**mcp, "connections": LegacyConnections()}
+    discovery = {"registry": registry, "settings": settings}
     return tornado.web.Application(
         [
             (r"/health", HealthHandler, {"registry": registry}),
@@ -34,10 +38,15 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
             (r"/metrics", MetricsHandler, {"registry": registry, "counter": counter}),
             (r"/servers", ServersHandler, admin),
             (r"/servers/([^/]+)", ServerHandler, admin),
+            (r"/tokens", TokensHandler, admin),
+            (r"/openapi\.json", OpenApiHandler),
             (rf"/{NAME}/mcp", McpHandler, mcp),
             (rf"/mcp/{NAME}", McpHandler, mcp),
             (rf"/{NAME}/sse", LegacyStreamHandler, legacy),
             (rf"/{NAME}/messages", LegacyMessagesHandler, legacy),
+            (rf"{re.escape(WELL_KNOWN)}/{NAME}/(?:mcp|sse)", ProtectedResourceHandler, discovery),
+            (rf"{re.escape(WELL_KNOWN)}/mcp/{NAME}", ProtectedResourceHandler, discovery),
+            (r"/register", RegistrationHandler, discovery),
         ],
         default_handler_class=NotFoundHandler,
         host_guard=_guard(settings),

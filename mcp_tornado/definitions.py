@@ -56,6 +56,7 @@ class ToolSpec:
     input_schema: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"type": "object"})
     output_schema: Mapping[str, Any] | None = None
     annotations: Mapping[str, Any] | None = None
+    scopes: tuple[str, ...] = ()  # a token needs all of them to see and call the tool
     line: int | None = dataclasses.field(default=None, compare=False)
 
 
@@ -126,6 +127,15 @@ class RemoteSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class RateLimitSpec:
+    """`rate_limit:` a server's own limits (requests a second, burst); None: the gateway's setting."""
+
+    per_identity: float | None = None
+    per_address: float | None = None
+    burst: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ServerSpec:
     """Everything a file says about one hosted server; `source` is the file (or `REST`)."""
 
@@ -139,6 +149,11 @@ class ServerSpec:
     api_keys: tuple[str, ...] = ()
     timeout: float = 60.0
     public: bool = False  # `auth: none`: no token needed
+    scopes: tuple[str, ...] = ()  # a token needs all of them to open or use the server
+    # Tool name -> scopes a token needs to see and call it: `tool_scopes:` merged with each
+    # in-process tool's own `scopes:`.
+    tool_scopes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    rate_limit: RateLimitSpec = RateLimitSpec()
     tools: tuple[ToolSpec, ...] = ()
     resources: tuple[ResourceSpec, ...] = ()
     resource_templates: tuple[ResourceTemplateSpec, ...] = ()
@@ -246,6 +261,7 @@ def from_document(
                 input_schema=input_schema,
                 output_schema=raw.get("outputSchema"),
                 annotations=raw.get("annotations"),
+                scopes=tuple(raw.get("scopes", ())),
                 line=_line_of(lines, ("tools", i, "handler")),
             )
         )
@@ -299,6 +315,17 @@ def from_document(
         )
         for i, raw in enumerate(document.get("prompts", []))
     )
+    tool_scopes: dict[str, tuple[str, ...]] = {
+        str(tool): tuple(needed) for tool, needed in document.get("tool_scopes", {}).items()
+    }
+    if tools and (unknown := next((t for t in tool_scopes if t not in seen), None)) is not None:
+        raise fail(("tool_scopes", unknown), f"tool_scopes.{unknown}: no tool {unknown!r} in tools")
+    for tool_spec in tools:
+        if tool_spec.scopes:
+            tool_scopes[tool_spec.name] = tuple(
+                dict.fromkeys((*tool_scopes.get(tool_spec.name, ()), *tool_spec.scopes))
+            )
+    limits = document.get("rate_limit", {})
     backend = next((kind for kind in ("app", "command", "url") if kind in document), "inprocess")
     command = _command(document, fail) if backend == "command" else None
     remote = (
@@ -316,6 +343,11 @@ def from_document(
         instructions=document.get("instructions"),
         api_keys=tuple(document.get("api_keys", ())),
         public=document.get("auth") == "none",
+        scopes=tuple(document.get("scopes", ())),
+        tool_scopes={tool: needed for tool, needed in tool_scopes.items() if needed},
+        rate_limit=RateLimitSpec(
+            per_identity=limits.get("per_identity"), per_address=limits.get("per_address"), burst=limits.get("burst")
+        ),
         timeout=float(document.get("timeout", DEFAULT_TIMEOUT)),
         tools=tuple(tools),
         resources=resources_,

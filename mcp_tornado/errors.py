@@ -7,6 +7,7 @@
     │   └── BadProtocolVersion   (400, -32022)            bad or unsupported MCP-Protocol-Version
     ├── Unauthorized             (401)                     missing, malformed, badly signed or expired token
     ├── Forbidden                (403)                     token for another server, wrong api key, not admin
+    │   └── InsufficientScope    (403)                     a token without a scope the server or tool needs
     ├── NotFound                 (404)                     unknown server, unknown or ended session
     ├── MethodNotAllowed         (405)
     ├── NotAcceptable            (406)                     wrong Accept
@@ -14,7 +15,7 @@
     ├── Conflict                 (409)                     a second GET stream on one session
     ├── PayloadTooLarge          (413)
     ├── UnsupportedMediaType     (415)                     wrong Content-Type
-    ├── TooManyRequests          (429, Retry-After)        too many requests in flight on a session or server
+    ├── TooManyRequests          (429, Retry-After)        too many requests in flight, or past a rate limit
     └── Unavailable              (503, Retry-After)        hosted server down or restarting
 
 Each class knows its HTTP status and the JSON-RPC code used when the error is rendered on an
@@ -25,6 +26,7 @@ MCP route. `message` is what the client sees; never put secrets or tracebacks in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import tornado.web
@@ -71,18 +73,41 @@ class BadProtocolVersion(BadRequest):
     code = UNSUPPORTED_PROTOCOL_VERSION
 
 
+def bearer_challenge(error: str, *, scope: str | None = None, resource_metadata: str | None = None) -> str:
+    """A `WWW-Authenticate` value (RFC 6750 section 3): the failure, the scopes a request needs,
+    and where an OAuth client finds the resource's metadata (RFC 9728 section 5.1)."""
+    challenge = 'Bearer realm="mcp-tornado"'
+    if resource_metadata is not None:
+        challenge += f', resource_metadata="{resource_metadata}"'
+    challenge += f', error="{error}"'
+    if scope is not None:
+        challenge += f', scope="{scope}"'
+    return challenge
+
+
 class Unauthorized(GatewayError):
     status = 401
     code = INVALID_REQUEST
 
     def __init__(self, message: str, *, error: str = "invalid_token") -> None:
         # RFC 6750 section 3: the challenge names the failure so clients know to fetch a new token.
-        super().__init__(message, headers={"WWW-Authenticate": f'Bearer realm="mcp-tornado", error="{error}"'})
+        super().__init__(message, headers={"WWW-Authenticate": bearer_challenge(error)})
+        self.error = error
 
 
 class Forbidden(GatewayError):
     status = 403
     code = INVALID_REQUEST
+
+
+class InsufficientScope(Forbidden):
+    """A token without every scope the request needs; `scopes` are all it needs (RFC 6750 section
+    3.1), so an OAuth client can ask its authorization server for them (step-up)."""
+
+    def __init__(self, message: str, *, scopes: Iterable[str]) -> None:
+        self.scopes = tuple(sorted(set(scopes)))
+        scope = " ".join(self.scopes)
+        super().__init__(message, headers={"WWW-Authenticate": bearer_challenge("insufficient_scope", scope=scope)})
 
 
 class NotFound(GatewayError):

@@ -105,6 +105,15 @@ class Settings:
     expand_vars: tuple[str, ...] = ()
     # The longest TTL `POST /tokens` mints, seconds.
     token_max_ttl: float = 86400.0
+    # -- past one process (issue 9) -----------------------------------------------------------
+    # Worker processes sharing the port (`serve --workers N`, mcp_tornado/workers.py). More than
+    # one needs `redis_url`: without it each session lives in one worker's memory.
+    workers: int = 1
+    # The shared session store, `redis://`, `rediss://` or `unix://`.
+    redis_url: str | None = None
+    # Which worker this process is (0 to workers - 1), set by the supervisor, never from the
+    # environment: `/health` and `/metrics` say it, so a client can tell who answered.
+    worker_id: int = 0
     dev: bool = False
     # The environment `${VAR}` in definitions is expanded from (a child's env, an upstream's
     # headers): the one `from_environ` was given, so tests and embedders pass their own.
@@ -137,6 +146,13 @@ class Settings:
         if self.allowed_origins and not self.allowed_hosts and self.host not in LOOPBACK_HOSTS:
             # The SDK's check covers Host and Origin together; which Hosts are ours only the operator knows.
             raise SettingsError("MCP_ALLOWED_HOSTS: required with MCP_ALLOWED_ORIGINS on a non-loopback address")
+        if self.workers > 1 and not self.redis_url:
+            raise SettingsError(
+                f"MCP_WORKERS={self.workers} needs MCP_REDIS_URL: without a shared store each session lives in"
+                " one worker's memory, so sessions would not be shared across workers"
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(REDIS_SCHEMES):
+            raise SettingsError(f"MCP_REDIS_URL: must start with {', '.join(REDIS_SCHEMES)}")
         if not self.dev and not self.jwt_secret:
             raise SettingsError("JWT_SECRET: required (or run with --dev for an ephemeral secret)")
 
@@ -208,10 +224,14 @@ _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("MCP_ADMIN_ALLOW_CODE", "admin_allow_code", _boolean),
     ("MCP_EXPAND_VARS", "expand_vars", _names),
     ("MCP_TOKEN_MAX_TTL", "token_max_ttl", _duration),
+    ("MCP_WORKERS", "workers", _integer),
+    ("MCP_REDIS_URL", "redis_url", str),
 )
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# What the `redis` client's `from_url` understands.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # Descriptors kept back from client connections: children's pipes, upstream sockets, files.
 RESERVED_DESCRIPTORS_SHARE = 4  # a quarter of the limit
 MAX_CONNECTIONS_CEILING = 100_000

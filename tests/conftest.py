@@ -26,13 +26,15 @@ SECRET = "test-secret-that-is-long-enough-for-hs256"
 HERE = Path(__file__).parent
 # The npm reference server, installed by `make test` (see the Makefile).
 EVERYTHING_SERVER = HERE.parent / ".tools/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-# What the test definitions expand (`${VAR}`), handed to the gateway as its environment:
-# this interpreter runs the Python children, so they have `mcp`.
-TEST_ENVIRON = {
+# What the test definitions expand (`${VAR}`), handed to the gateway as its environment, with
+# MCP_EXPAND_VARS listing them (nothing else is expanded): this interpreter runs the Python
+# children, so they have `mcp`.
+TEST_VARIABLES = {
     "MCP_TEST_PYTHON": sys.executable,
     "MCP_TEST_USER": "tester",
     "MCP_TEST_EVERYTHING": str(EVERYTHING_SERVER),
 }
+TEST_ENVIRON = {**TEST_VARIABLES, "MCP_EXPAND_VARS": ",".join(TEST_VARIABLES)}
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from mcp_tornado.auth import (
     MAX_TIMESTAMP,
     ApiKeys,
     Principal,
+    TokenVerifier,
     bearer_token,
     mint,
     require_admin,
@@ -26,6 +27,8 @@ from mcp_tornado.auth import (
     verify,
 )
 from mcp_tornado.errors import Forbidden, Unauthorized
+from mcp_tornado.keyring import KeyRing, StaticKeys
+from mcp_tornado.keys import hmac_key
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 SHA_OF_SECRET = hashlib.sha256(b"secret").hexdigest()
@@ -35,16 +38,30 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+NO_EXP: dict[str, Any] = {"exp": None}  # `signed({..., **NO_EXP})`: a token without exp
+
+
+def with_exp(claims: dict[str, Any]) -> dict[str, Any]:
+    """`claims` with an exp ten minutes ahead unless they say otherwise (exp is required);
+    an exp of None leaves exp out."""
+    claims = {"exp": int(time.time()) + 600, **claims}
+    return {k: v for k, v in claims.items() if not (k == "exp" and v is None)}
+
+
 def hand_made(payload: str | dict[str, Any], *, alg: str = "HS256", secret: str = SECRET) -> str:
     """A JWT built by hand: the header says `alg`, the signature is HMAC-SHA256 whatever it says."""
-    body = payload if isinstance(payload, str) else json.dumps(payload)
+    body = payload if isinstance(payload, str) else json.dumps(with_exp(payload))
     signing_input = f"{b64(json.dumps({'alg': alg, 'typ': 'JWT'}).encode())}.{b64(body.encode())}"
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
 
 
 def signed(claims: dict[str, Any], *, algorithm: str = "HS256", secret: str = SECRET) -> str:
-    return jwt.encode(claims, secret, algorithm=algorithm)
+    return jwt.encode(with_exp(claims), secret, algorithm=algorithm)
+
+
+# Time claims far from now are in range, but past the default maximum lifetime: this one takes any.
+AGELESS = TokenVerifier(KeyRing([StaticKeys([hmac_key(SECRET, "JWT_SECRET")])]), max_lifetime=MAX_TIMESTAMP)
 
 
 def refused(token: str) -> str:
@@ -112,16 +129,23 @@ def test_a_minted_token_verifies_to_its_principal():
     assert time.time() + 590 < found.expires_at <= time.time() + 600
 
 
-def test_absent_claims_are_none_and_no_exp_is_no_expiry():
-    found = verify(signed({}), SECRET)
+def test_absent_claims_are_none():
+    exp = int(time.time()) + 60
+    found = verify(signed({"exp": exp}), SECRET)
     assert found == Principal(
-        token=found.token, server_name=None, api_key=None, user_id=None, admin=False, expires_at=None
+        token=found.token, server_name=None, api_key=None, user_id=None, admin=False, expires_at=float(exp)
     )
 
 
+def test_a_token_without_exp_is_refused():
+    assert refused(signed({"serverName": "calc", **NO_EXP})) == "token has no exp"
+    assert refused(hand_made('{"serverName": "calc"}')) == "token has no exp"
+
+
 def test_exp_becomes_a_float_expiry():
-    found = verify(signed({"exp": MAX_TIMESTAMP}), SECRET)
-    assert found.expires_at == float(MAX_TIMESTAMP)
+    exp = int(time.time()) + 60
+    found = verify(signed({"exp": exp}), SECRET)
+    assert found.expires_at == float(exp)
     assert isinstance(found.expires_at, float)
 
 
@@ -209,7 +233,7 @@ def test_a_string_claim_of_another_type_is_refused(claim, value):
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
 def test_a_time_claim_of_zero_is_accepted(claim):
-    assert verify(signed({claim: 0}), SECRET).expires_at is None
+    assert AGELESS.verify(signed({claim: 0})).expires_at is not None
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
@@ -219,7 +243,7 @@ def test_a_time_claim_before_1970_is_refused(claim, value):
 
 
 def test_exp_of_exactly_max_timestamp_is_accepted():
-    assert verify(signed({"exp": MAX_TIMESTAMP}), SECRET).expires_at == MAX_TIMESTAMP
+    assert AGELESS.verify(signed({"exp": MAX_TIMESTAMP})).expires_at == MAX_TIMESTAMP
 
 
 @pytest.mark.parametrize("value", [MAX_TIMESTAMP + 1, MAX_TIMESTAMP + 0.5])
@@ -236,7 +260,8 @@ def test_a_boolean_time_claim_is_refused():
 
 
 @pytest.mark.parametrize(
-    "payload", ['{"exp": 1e400}', '{"iat": -1e400}', '{"exp": %s}' % ("9" * 400), '{"exp": %s}' % ("9" * 5000)]
+    "payload",
+    ['{"exp": 1e400}', '{"exp": 1, "iat": -1e400}', '{"exp": %s}' % ("9" * 400), '{"exp": %s}' % ("9" * 5000)],
 )
 def test_absurd_numbers_are_refused(payload):
     assert refused(hand_made(payload)).startswith("invalid token: ")
@@ -343,7 +368,7 @@ def claims_of(token: str) -> dict[str, Any]:
 
 def test_mint_writes_exactly_the_claims_given():
     token = mint(SECRET, server_name="calc", api_key="k", user_id="ada", ttl=60, now=1000.9)
-    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT", "kid": auth.secret_kid(SECRET)}
     assert claims_of(token) == {"iat": 1000, "exp": 1060, "serverName": "calc", "apiKey": "k", "userId": "ada"}
 
 

@@ -26,10 +26,10 @@ def environ(**variables: str) -> dict[str, str]:
     return {**ours, **variables}
 
 
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`mcp-tornado ARGS...` as a user runs it."""
+def run(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """`mcp-tornado ARGS...` as a user runs it (in `cwd`, where `serve --dev` keeps its secret)."""
     return subprocess.run(
-        [sys.executable, "-m", "mcp_tornado", *args], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "mcp_tornado", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
     )
 
 
@@ -47,10 +47,14 @@ def test_admin_token():
     assert jwt.decode(done.stdout.strip(), SECRET, algorithms=["HS256"])["admin"] is True
 
 
-def test_token_without_secret_is_an_error():
-    done = run("token", "calculator", env=environ())
+def test_token_without_secret_is_an_error(tmp_path):
+    done = run("token", "calculator", env=environ(), cwd=tmp_path)  # no dev server's secret there either
     assert done.returncode == 2
-    assert done.stderr == "mcp-tornado: JWT_SECRET: required to sign tokens\n" and not done.stdout
+    assert done.stderr == (
+        "mcp-tornado: JWT_SECRET: required to sign tokens"
+        " (or run `mcp-tornado serve --dev` here first: it keeps one in .mcp-tornado/dev-secret)\n"
+    )
+    assert not done.stdout
 
 
 def test_check_reports_file_and_line(tmp_path, capsys):
@@ -72,6 +76,7 @@ def test_connect_prints_client_configuration():
     done = run("connect", "calculator", "--port", "9000", env=environ(JWT_SECRET=SECRET))
     assert done.returncode == 0, done.stderr
     assert "http://127.0.0.1:9000/calculator/mcp" in done.stdout and "Bearer ey" in done.stdout
+    assert "npx @modelcontextprotocol/inspector@2.12.0 --transport http" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -104,7 +109,7 @@ def test_durations_accept_fractions():
     assert settings.session_idle_timeout == 0.5
 
 
-def test_serve_dev_prints_tokens_and_serves_health():
+def test_serve_dev_prints_tokens_and_serves_health(tmp_path):
     process = subprocess.Popen(
         [
             sys.executable,
@@ -121,6 +126,7 @@ def test_serve_dev_prints_tokens_and_serves_health():
         stderr=subprocess.DEVNULL,
         text=True,
         env=environ(),
+        cwd=tmp_path,  # where it keeps its secret
     )
     try:
         stdout = process.stdout

@@ -160,7 +160,11 @@ async def test_requests_without_a_token_never_start_a_lazy_child(base_url):
         response = await http.post(f"{base_url}/child/mcp", json=init, headers=headers())
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        assert response.json()["error"] == {"code": -32600, "message": "a Bearer token is required"}
+        assert response.json()["error"] == {
+            "code": -32600,
+            "message": "a Bearer token is required: this server needs a bearer token from its operator "
+            "(mcp-tornado token child)",
+        }
         garbage = await http.post(f"{base_url}/child/mcp", content=b"x", headers={"Content-Type": "text/plain"})
         assert garbage.status_code == 415
         assert garbage.json()["error"] == {"code": -32600, "message": "Content-Type must be application/json"}

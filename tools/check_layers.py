@@ -3,12 +3,13 @@ that does not say why it is long. Run by `make lint`.
 
 The layers, bottom to top (README, "Development"); each may import its own and lower ones:
 
-    bottom     definitions, auth, errors, settings, importer, logs, request_info, compat, telemetry
+    bottom     definitions, auth, errors, settings, importer, logs, request_info, compat, telemetry, expansion,
+               rate_limit, keys, keyring, revocations, watched_file
     transport  the MCP wire of one session, the session table, SSE framing and buffers
     backends   in-process, app, stdio, remote, supervisor (never transport: it declares Protocols)
     hosting    registry, hosted server, watcher, store: transport and backends combined
     handlers   HTTP only
-    top        app, server, http_server, cli, __main__
+    top        app, server, http_server, workers, cli, __main__
 
 Every import counts, `TYPE_CHECKING` ones and those inside functions included.
 """
@@ -20,8 +21,24 @@ import sys
 from pathlib import Path
 
 PACKAGE = "mcp_tornado"
-BOTTOM = {"definitions", "auth", "errors", "settings", "importer", "logs", "request_info", "compat", "telemetry"}
-TOP = {"app", "server", "http_server", "cli", "__main__"}
+BOTTOM = {
+    "definitions",
+    "auth",
+    "errors",
+    "settings",
+    "importer",
+    "logs",
+    "request_info",
+    "compat",
+    "telemetry",
+    "rate_limit",
+    "expansion",
+    "keys",
+    "keyring",
+    "revocations",
+    "watched_file",
+}
+TOP = {"app", "server", "http_server", "workers", "cli", "__main__"}
 RANK = {"bottom": 0, "transport": 1, "backends": 1, "hosting": 2, "handlers": 3, "top": 4}
 # transport and backends share a rank but must not know each other.
 APART = {frozenset({"transport", "backends"})}

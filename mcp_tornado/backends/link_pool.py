@@ -83,7 +83,7 @@ class LinkPool:
 
 async def wait_for(link: UpstreamLink, name: str) -> None:
     """Return once `link` can be used; a first start is waited for, a link that is down is
-    `Unavailable` (503 with the supervisor's Retry-After)."""
+    `Unavailable` (503 with the supervisor's Retry-After, and no detail of why)."""
     supervisor = link.supervisor
     if supervisor.running:
         return
@@ -91,7 +91,6 @@ async def wait_for(link: UpstreamLink, name: str) -> None:
         CONNECT_TIMEOUT
     ):
         return
-    raise Unavailable(
-        f"{name} is {supervisor.state.value}: {supervisor.last_error or 'not ready'}",
-        retry_after=round(supervisor.retry_after()),
-    )
+    # The client learns the state, never the cause: that (an exception, a path) is in the log and
+    # in the management API's view of the server.
+    raise Unavailable(f"{name} is {supervisor.state.value}", retry_after=round(supervisor.retry_after()))

@@ -1,15 +1,15 @@
 """`url:` a remote Streamable HTTP MCP server, proxied.
 
-Headers come from the definition with `${VAR}` taken from the host environment. The
-connection is one upstream session; when the upstream loses it (404) or restarts, the
-supervisor opens a new one, and the request that found out is retried once on it, so a
-client never sees a stale upstream session.
+The URL and headers come from the definition, with `${VAR}` taken from the variables the
+operator lists (`mcp_tornado.expansion`). The connection is one upstream session; when the
+upstream loses it (404) or restarts, the supervisor opens a new one, and the request that
+found out is retried once on it, so a client never sees a stale upstream session.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -17,18 +17,23 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_tornado.backends.link import CONNECT_TIMEOUT
 from mcp_tornado.backends.relay import StatelessRelay
-from mcp_tornado.backends.upstream import UpstreamBackend, expand
+from mcp_tornado.backends.upstream import UpstreamBackend
 from mcp_tornado.definitions import ServerSpec
+from mcp_tornado.expansion import Variables
 
 
 class RemoteBackend(UpstreamBackend):
     kind = "url"
 
-    def __init__(self, spec: ServerSpec, *, environ: Mapping[str, str]) -> None:
+    def __init__(self, spec: ServerSpec, *, variables: Variables) -> None:
         remote = spec.remote
         assert remote is not None
-        self.url = expand(remote.url, environ, spec, "url")
-        self.headers = {k: expand(v, environ, spec, f"headers.{k}") for k, v in remote.headers.items()}
+
+        def expand(value: str, *where: str) -> str:
+            return variables.expand(value, source=spec.source, line=spec.lines.get(where), field=".".join(where))
+
+        self.url = expand(remote.url, "url")
+        self.headers = {key: expand(value, "headers", key) for key, value in remote.headers.items()}
         super().__init__(spec, lazy=remote.lazy)
         self.relay = StatelessRelay(spec.name, self.url, self.headers, spec.timeout)
 

@@ -6,6 +6,9 @@ so a removed, changed or crashed server never leaves a zombie or an orphan behin
 the command runs under `guard.py`, which takes the child's whole tree down with the gateway
 even when the gateway is killed outright and closes nothing. The child's stderr goes to our
 log, one line at a time, prefixed with the server's name.
+
+`${VAR}` in the command line and `env` is expanded from the operator's listed variables
+(`mcp_tornado.expansion`); `cwd` must stay inside `servers.d/` (a definition problem otherwise).
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 
-from mcp_tornado.backends.upstream import UpstreamBackend, expand
+from mcp_tornado.backends.upstream import UpstreamBackend
 from mcp_tornado.definitions import ServerSpec
+from mcp_tornado.errors import DefinitionError
+from mcp_tornado.expansion import Variables
 
 logger = logging.getLogger("mcp_tornado.child")
 
@@ -35,12 +40,12 @@ GUARDED = sys.platform.startswith("linux")  # the guard needs prctl(2) and /proc
 class StdioBackend(UpstreamBackend):
     kind = "command"
 
-    def __init__(self, spec: ServerSpec, *, directory: Path, environ: Mapping[str, str]) -> None:
+    def __init__(self, spec: ServerSpec, *, directory: Path, variables: Variables) -> None:
         command = spec.command
         assert command is not None
-        argv = [expand(arg, environ, spec, "command") for arg in command.argv]
-        env = {key: expand(value, environ, spec, f"env.{key}") for key, value in command.env.items()}
-        cwd = directory / command.cwd if command.cwd is not None else directory
+        argv = [_expand(variables, spec, field, arg) for field, arg in _argv_fields(spec, command.argv)]
+        env = {key: _expand(variables, spec, f"env.{key}", value) for key, value in command.env.items()}
+        cwd = _confined(spec, directory, command.cwd)
         self.params = StdioServerParameters(command=argv[0], args=argv[1:], env=env or None, cwd=cwd)
         spawned = guarded(argv)
         self._spawn = self.params.model_copy(update={"command": spawned[0], "args": spawned[1:]})
@@ -64,6 +69,30 @@ class StdioBackend(UpstreamBackend):
                 await asyncio.wait_for(lines, 2)
             except (TimeoutError, asyncio.CancelledError):
                 lines.cancel()
+
+
+def _argv_fields(spec: ServerSpec, argv: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Each word of the command line with the field it came from: `command`, or `args.N`."""
+    args = spec.document.get("args", [])
+    first_arg = len(argv) - len(args)
+    return [("command" if i < first_arg else f"args.{i - first_arg}", word) for i, word in enumerate(argv)]
+
+
+def _expand(variables: Variables, spec: ServerSpec, field: str, value: str) -> str:
+    line = spec.lines.get(tuple(field.split("."))) or spec.lines.get((field.split(".")[0],))
+    return variables.expand(value, source=spec.source, line=line, field=field)
+
+
+def _confined(spec: ServerSpec, directory: Path, cwd: str | None) -> Path:
+    """The child's working directory: `cwd` relative to `directory`, never outside it (symlinks resolved)."""
+    if cwd is None:
+        return directory
+    root = directory.resolve()
+    path = (directory / cwd).resolve()
+    if not path.is_relative_to(root):
+        problem = f"cwd: {cwd!r} is outside the definitions folder; a child runs in it or below it"
+        raise DefinitionError(spec.source, spec.lines.get(("cwd",)), problem, field="cwd")
+    return path
 
 
 def guarded(argv: list[str]) -> list[str]:

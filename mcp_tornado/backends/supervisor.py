@@ -145,6 +145,11 @@ class Supervisor:
                 self.last_error = _describe(exc)
             finally:
                 self._life = None
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # `stop()` cancelled us while the run was failing, and the run's task group turned
+                # the cancellation into its own error: stop anyway, or `stop()` waits for ever.
+                raise asyncio.CancelledError
             self._ready.clear()
             if self._renewing:  # waiters want the next life, not the end of this one
                 self._renewing = False

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import string
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -38,7 +37,6 @@ from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
 from mcp_tornado.backends.link_pool import LinkPool, wait_for
 from mcp_tornado.definitions import ServerSpec
-from mcp_tornado.errors import DefinitionError
 from mcp_tornado.request_info import RequestInfo
 
 logger = logging.getLogger(__name__)
@@ -284,16 +282,6 @@ def _without_envelope(params: Any) -> Any:
         return params
     kept = {key: value for key, value in meta.items() if key not in _ENVELOPE}
     return params.model_copy(update={"meta": kept or None})
-
-
-def expand(value: str, environ: Mapping[str, str], spec: ServerSpec, field: str) -> str:
-    """`${VAR}` from the host environment; an unset variable is a definition problem."""
-    try:
-        return string.Template(value).substitute(environ)
-    except (KeyError, ValueError) as exc:
-        line = spec.lines.get(tuple(field.split("."))) if spec.lines else None
-        problem = f"{field}: {value!r} needs {exc} from the environment"
-        raise DefinitionError(spec.source, line, problem, field=field) from None
 
 
 def _session_lost(exc: MCPError) -> bool:

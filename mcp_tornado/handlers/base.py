@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import tornado.web
@@ -114,8 +115,9 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         code: int
         if isinstance(exc, GatewayError):
-            message, code = exc.message, exc.code
-            for name, value in exc.headers.items():
+            code = exc.code
+            message, headers = self.explain(exc)
+            for name, value in headers.items():
                 self.set_header(name, value)
         elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
             message, code = exc.log_message or self._reason, -32600
@@ -137,6 +139,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def request_id_of_error(self) -> Any:
         """The JSON-RPC id an error answer names: the request's, where the route can know it."""
         return None
+
+    def explain(self, exc: GatewayError) -> tuple[str, Mapping[str, str]]:
+        """What the client is told of `exc`: its message and headers. Routes that take bearer
+        tokens override it to say where a token comes from (`handlers.oauth.explain`)."""
+        return exc.message, exc.headers
 
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -1,7 +1,12 @@
-"""`GET /health` (machines) and `GET /` (people): what runs, how it is, no secrets."""
+"""`GET /health` (machines) and `GET /` (people): what runs, how it is, no secrets.
+
+Both are public, so neither shows a detail: no file path, no exception text, no definition
+problem beyond how many there are. Those are in the log and in the management API (`GET /servers`).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -33,6 +38,8 @@ def status(registry: ServerRegistry) -> dict[str, Any]:
         "uptime_seconds": round(time.monotonic() - _STARTED, 1),
         "servers": servers,
         "problems": len(registry.problems),
+        # Which process answered (`serve --workers N` runs N behind one port).
+        "worker": {"id": registry.settings.worker_id, "pid": os.getpid()},
     }
 
 
@@ -54,9 +61,8 @@ _PAGE = tornado.template.Template(
 {% for name, info in s["servers"].items() %}<tr><td>{{ name }}</td><td><code>/{{ name }}/mcp</code></td>
 <td>{{ info["kind"] }}</td><td>{{ info["state"] }}</td><td>{{ info["sessions"] }}</td></tr>{% end %}
 </table>
-{% if problems %}<h2>Definitions with problems</h2>
-<p>Details (they may quote the file) are in the log and in <code>GET /servers</code>, for admins.</p>
-<ul>{% for p in problems %}<li><code>{{ p }}</code></li>{% end %}</ul>{% end %}
+{% if s["problems"] %}<h2>Definitions with problems: {{ s["problems"] }}</h2>
+<p>Which files, and why, is in the log and in <code>GET /servers</code>, for admins.</p>{% end %}
 </body></html>"""
 )
 
@@ -67,4 +73,4 @@ class StatusPageHandler(BaseHandler):
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(_PAGE.generate(s=status(self.registry), problems=sorted(self.registry.problems)))
+        self.finish(_PAGE.generate(s=status(self.registry)))

@@ -12,11 +12,21 @@ or use a session, readiness, caps) are the hosted server's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import tornado.http1connection
 import tornado.web
 
 from mcp_tornado import auth
-from mcp_tornado.errors import MissingSession, NotAcceptable, NotFound, PayloadTooLarge, UnsupportedMediaType
+from mcp_tornado.errors import (
+    GatewayError,
+    MissingSession,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from mcp_tornado.handlers import oauth
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.handlers.sse_response import SseResponse
 from mcp_tornado.hosting.hosted import HostedServer
@@ -51,6 +61,14 @@ class _LegacyHandler(BaseHandler):
     def _token(self) -> str | None:
         return auth.bearer_token(self.request.headers.get("Authorization"))
 
+    def explain(self, exc: GatewayError) -> tuple[str, Mapping[str, str]]:
+        # Both routes are the resource a legacy client connected to: `/{name}/sse`.
+        path_args = getattr(self, "path_args", None)
+        if not path_args:
+            return super().explain(exc)
+        name = path_args[0]
+        return oauth.explain(exc, self, self.registry.get(name), self.settings_, f"/{name}/sse")
+
     def on_finish(self) -> None:
         # No path_args when Tornado refused the request before routing it (an unknown method: 405).
         path_args = getattr(self, "path_args", None)
@@ -68,10 +86,12 @@ class LegacyStreamHandler(_LegacyHandler):
 
     async def get(self, name: str) -> None:
         hosted = self._hosted(name)
+        address = self.request.remote_ip
+        hosted.limit_address(address)
         accept = self.request.headers.get("Accept")
         if accept is not None and not _accepts_event_stream(accept):
             raise NotAcceptable("Accept must list text/event-stream")
-        session = await hosted.open_stream_session(hosted.principal_for(self._token()))
+        session = await hosted.open_stream_session(hosted.principal_for(self._token()), address)
         self._sse = SseResponse(
             self,
             keepalive_interval=self.settings_.sse_keepalive_interval,
@@ -127,6 +147,7 @@ class LegacyMessagesHandler(_LegacyHandler):
 
     async def post(self, name: str) -> None:
         hosted = self._hosted(name)
+        hosted.limit_address(self.request.remote_ip)
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
@@ -136,11 +157,11 @@ class LegacyMessagesHandler(_LegacyHandler):
         session_id = self.get_query_argument(SESSION_PARAMETER, None)
         if not session_id:
             raise MissingSession(f"missing {SESSION_PARAMETER} query parameter")
-        session = await hosted.resume(session_id, self._token())
+        session, principal = await hosted.resume(session_id, self._token())
         connection = self.connections.get(session.id)
         if connection is None:  # a Streamable HTTP session: its answers have no stream to go to here
             raise NotFound("unknown or ended session")
-        await hosted.deliver_later(connection, messages, batch=batch)
+        await hosted.deliver_later(connection, principal, messages, batch=batch)
         self.set_status(202)
         self.finish("Accepted")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -32,6 +33,7 @@ from mcp_tornado.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from mcp_tornado.handlers import oauth
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.handlers.sse_response import SseResponse
 from mcp_tornado.hosting.hosted import HostedServer
@@ -95,6 +97,8 @@ class McpHandler(BaseHandler):
 
     async def post(self, name: str) -> None:
         hosted = self._hosted(name)
+        address = self.request.remote_ip
+        hosted.limit_address(address)
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
@@ -105,14 +109,14 @@ class McpHandler(BaseHandler):
             answer = None  # stays None when the client leaves first: nothing to send
             with anyio.CancelScope() as self._scope:  # closing the response is how a client cancels
                 answer = await hosted.serve_stateless(
-                    self._principal(hosted), body, self.request.headers.get_all(), self._open_sse
+                    self._principal(hosted), body, self.request.headers.get_all(), self._open_sse, address
                 )
             await self._send(answer)
             return
         messages, batch = jsonrpc.parse(body, self.settings_.max_batch)
         opening = not batch and isinstance(messages[0], JSONRPCRequest) and messages[0].method == "initialize"
         if opening and not self.request.headers.get(SESSION_HEADER):
-            session, answer = await hosted.initialize(self._principal(hosted), messages[0], self._open_sse)
+            session, answer = await hosted.initialize(self._principal(hosted), messages[0], self._open_sse, address)
             if session is not None:
                 self.set_header(SESSION_HEADER, session.id)
             await self._send(answer)
@@ -121,17 +125,18 @@ class McpHandler(BaseHandler):
             raise BadRequest(
                 "initialize must be sent alone, without a session" if batch else "session already initialized"
             )
-        session = await self._session(hosted)
-        await self._send(await hosted.deliver(session, messages, self._open_sse, batch=batch))
+        session, principal = await self._session(hosted)
+        await self._send(await hosted.deliver(session, principal, messages, self._open_sse, batch=batch))
 
     # -- GET ------------------------------------------------------------------------------
 
     async def get(self, name: str) -> None:
         hosted = self._hosted(name)
+        hosted.limit_address(self.request.remote_ip)
         if not _accepts(self.request.headers.get("Accept", ""), "text/event-stream"):
             raise NotAcceptable("Accept must list text/event-stream")
         self._protocol_version()
-        session = await self._session(hosted)
+        session, _ = await self._session(hosted)
         await hosted.ready(session)
         stream, replay_after = session.standalone, None
         last_event_id = self.request.headers.get(LAST_EVENT_ID_HEADER)
@@ -151,8 +156,10 @@ class McpHandler(BaseHandler):
 
     async def delete(self, name: str) -> None:
         hosted = self._hosted(name)  # a session can always be ended, even while its backend is down
+        hosted.limit_address(self.request.remote_ip)
         self._protocol_version()
-        await hosted.end_session(await self._session(hosted))
+        session, _ = await self._session(hosted)
+        await hosted.end_session(session)
         self.set_status(200)
         self.finish()
 
@@ -203,14 +210,21 @@ class McpHandler(BaseHandler):
         """Who sends a request that authenticates on its own (initialize, every stateless request)."""
         return hosted.principal_for(auth.bearer_token(self.request.headers.get("Authorization")))
 
-    async def _session(self, hosted: HostedServer) -> Session:
+    async def _session(self, hosted: HostedServer) -> tuple[Session, auth.Principal]:
+        """The session the request names, and who the request speaks for (see `HostedServer.resume`)."""
         session_id = self.request.headers.get(SESSION_HEADER)
         if not session_id:
             raise MissingSession(f"missing {SESSION_HEADER} header")
-        session = await hosted.resume(session_id, auth.bearer_token(self.request.headers.get("Authorization")))
+        token = auth.bearer_token(self.request.headers.get("Authorization"))
+        session, principal = await hosted.resume(session_id, token)
         if not session.streams_resumable:  # a legacy HTTP+SSE session: its stream is not ours to take
             raise NotFound("unknown or ended session")
-        return session
+        return session, principal
+
+    def explain(self, exc: GatewayError) -> tuple[str, Mapping[str, str]]:
+        path_args = getattr(self, "path_args", None)
+        hosted = self.registry.get(path_args[0]) if path_args else None
+        return oauth.explain(exc, self, hosted, self.settings_, self.request.path)
 
     def _open_sse(self) -> SseResponse:
         """Begin this request's answer as an SSE stream (the transport decides when)."""

@@ -33,6 +33,16 @@ def _family(name: str, kind: str, help_: str, samples: Iterable[tuple[str, objec
     ]
 
 
+def _with_worker(line: str, worker: int) -> str:
+    """A sample line (`name{labels} value` or `name value`) with a `worker` label added last."""
+    if line.startswith("#"):
+        return line
+    sample, value = line.rsplit(" ", 1)
+    name, _, labels = sample.partition("{")
+    labels = labels.removesuffix("}")
+    return f'{name}{{{labels + "," if labels else ""}worker="{worker}"}} {value}'
+
+
 def exposition(registry: ServerRegistry, counter: RequestCounter) -> str:
     requests = [
         (_labels(server=server, method=method, status=status), value)
@@ -86,6 +96,8 @@ def exposition(registry: ServerRegistry, counter: RequestCounter) -> str:
         "Definition files that fail validation.",
         [("", len(registry.problems))],
     )
+    if registry.settings.workers > 1:  # several processes answer on one port: say which one this is
+        lines = [_with_worker(line, registry.settings.worker_id) for line in lines]
     return "\n".join(lines) + "\n"
 
 

@@ -1,36 +1,60 @@
 """`HostedServer`: one route's server: its definition, its backend, its sessions, its keys.
 
 This is where the transport (sessions, stateless requests) meets a backend, and where the
-rules that need both live: who may open or resume a session, readiness (503 while a child is
-down), and the caps on work in flight (429).
+rules that need both live: who may open or resume a session (the token's server, keys, scopes
+and identity), which tools a caller may see and call, readiness (503 while a child is down),
+and the caps on work in flight and the rate limits (429).
+
+Long because those rules are one thing, who may do what on this route, and each of them
+needs the sessions and the backend together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import anyio
-from mcp_types import JSONRPCRequest
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, JSONRPCRequest
 
 from mcp_tornado.auth import ApiKeys, Principal, anonymous, require_server
 from mcp_tornado.backends.base import Backend
 from mcp_tornado.backends.relay import StatelessRelay
 from mcp_tornado.definitions import ServerSpec
-from mcp_tornado.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable
+from mcp_tornado.errors import (
+    BadRequest,
+    Forbidden,
+    InsufficientScope,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+from mcp_tornado.rate_limit import RateLimiter
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport import jsonrpc, stateless
 from mcp_tornado.transport.exchange import ACCEPTED, JsonAnswer, OpenSink, Reply
 from mcp_tornado.transport.jsonrpc import BATCH_VERSIONS
 from mcp_tornado.transport.legacy import LegacyConnection
+from mcp_tornado.transport.protocols import FastPath, ServedBackend
 from mcp_tornado.transport.session import Session
-from mcp_tornado.transport.session_table import SessionTable
+from mcp_tornado.transport.session_table import SessionTable, identity_of
 
 logger = logging.getLogger(__name__)
+
+# Scope sets whose view of the tools is remembered; callers carry a handful of distinct sets,
+# and past this many the memory is simply dropped (an attacker's made-up sets cannot grow it).
+MAX_REMEMBERED_SCOPE_SETS = 256
 
 
 class HostedServer:
@@ -53,6 +77,11 @@ class HostedServer:
         self._drained = asyncio.Event()
         self._drained.set()
         self._ending: set[asyncio.Task[None]] = set()  # sessions being ended by their expiry timers
+        # What a caller with these scopes is served by: the backend, or a view that hides tools.
+        self._views: dict[frozenset[str], ServedBackend] = {}
+        limits, burst = spec.rate_limit, spec.rate_limit.burst or settings.rate_limit_burst
+        self._per_identity = _limiter(limits.per_identity or settings.rate_limit_per_identity, burst)
+        self._per_address = _limiter(limits.per_address or settings.rate_limit_per_address, burst)
         backend.publish = self.publish
 
     async def ready(self, session: Session | None = None) -> None:
@@ -103,56 +132,121 @@ class HostedServer:
         return self._verify(token)
 
     def authorize(self, principal: Principal) -> None:
-        """Raises `Forbidden` unless the token opens this server."""
+        """Raises `Forbidden` unless the token opens this server: its name, one of its keys, and
+        every scope the server asks for (`InsufficientScope` when one is missing)."""
         require_server(principal, self.name, self.api_keys)
+        needed = self.spec.scopes
+        if needed and not principal.scopes.issuperset(needed):
+            missing = " ".join(s for s in needed if s not in principal.scopes)
+            raise InsufficientScope(f"{self.name} needs a token with scope {missing}", scopes=needed)
+
+    # -- who may call which tool ----------------------------------------------------------------
+
+    def check_tools(self, principal: Principal, requests: Iterable[Any]) -> None:
+        """Raises `InsufficientScope` (403) when one of `requests` calls a tool whose scopes the
+        token lacks: nothing of a POST runs unless all of it may."""
+        if not self.spec.tool_scopes:
+            return
+        for request in requests:
+            if not isinstance(request, JSONRPCRequest) or request.method != "tools/call":
+                continue
+            name = (request.params or {}).get("name")
+            needed = self.spec.tool_scopes.get(name) if isinstance(name, str) else None
+            if needed and not principal.scopes.issuperset(needed):
+                missing = " ".join(s for s in needed if s not in principal.scopes)
+                raise InsufficientScope(
+                    f"tool {name!r} needs a token with scope {missing}", scopes=(*self.spec.scopes, *needed)
+                )
+
+    def served_by(self, principal: Principal) -> ServedBackend:
+        """What serves `principal`: the backend, or, when some tools need scopes its token lacks,
+        a view of the backend without them (`tools/list` leaves them out)."""
+        if not self.spec.tool_scopes:
+            return self.backend
+        served = self._views.get(principal.scopes)
+        if served is None:
+            hidden = frozenset(
+                tool for tool, needed in self.spec.tool_scopes.items() if not principal.scopes.issuperset(needed)
+            )
+            served = _HidingTools(self.backend, hidden) if hidden else self.backend
+            if len(self._views) >= MAX_REMEMBERED_SCOPE_SETS:
+                self._views.clear()
+            self._views[principal.scopes] = served
+        return served
+
+    # -- rate limits ------------------------------------------------------------------------------
+
+    def limit_address(self, address: str | None) -> None:
+        """Raises `TooManyRequests` (429 with Retry-After) when `address` (the connection's peer;
+        None when it has none, such as a Unix socket's) is past its rate."""
+        if self._per_address is not None:
+            _take(self._per_address, address, "client address")
+
+    def _limit_identity(self, identity: str) -> None:
+        if self._per_identity is not None:
+            _take(self._per_identity, identity, "caller")
 
     # -- what a client asks for -------------------------------------------------------------
 
     async def initialize(
-        self, principal: Principal, request: JSONRPCRequest, open_sink: OpenSink
+        self, principal: Principal, request: JSONRPCRequest, open_sink: OpenSink, address: str | None = None
     ) -> tuple[Session | None, JsonAnswer | None]:
-        """Open a session with an `initialize` request: the session (None when the handshake was
-        refused: no session is left behind) and the answer."""
+        """Open a session with an `initialize` request from `address`: the session (None when the
+        handshake was refused: no session is left behind) and the answer."""
         self.authorize(principal)
+        identity = identity_of(principal, address)
+        self._limit_identity(identity)
         await self.ready()
         with self.admit(1):
-            session = await self.open_session(principal)
+            session = await self.open_session(principal, identity)
             answer = await session.serve([request], open_sink, batch=False)
         if not session.connection.initialize_accepted:
             await self.end_session(session)
             return None, answer
         return session, answer
 
-    async def resume(self, session_id: str, token: str | None) -> Session:
-        """The session a later request names, checked: a token it carries must be valid and name
-        this server and the session's user; a session past its token's expiry ends here.
+    async def resume(self, session_id: str, token: str | None) -> tuple[Session, Principal]:
+        """The session a later request names, checked, and who the request speaks for.
 
-        Raises `NotFound` (unknown or ended), `Unauthorized` or `Forbidden`.
+        A token the request carries must be valid, open this server (its keys and scopes) and
+        speak for the session's identity: the same `userId`, `apiKey` and `sub` (absent where
+        the session's token had none). That token then decides the request's tool calls and
+        what the session lists from now on (an OAuth client's step-up to more scopes); without
+        one the session's own token does. A session past its token's expiry ends here.
+
+        Raises `NotFound` (unknown or ended), `Unauthorized`, `Forbidden` or `TooManyRequests`.
         """
         session = self.sessions.get(session_id)
+        principal = session.principal if session is not None else None
         if token is not None and (session is None or token != session.principal.token):
             principal = self._verify(token)
             self.authorize(principal)
-            if session is not None and principal.user_id != session.principal.user_id:
-                raise Forbidden("token is for another user than this session's")
-        if session is None:
+            if session is not None and _identity_claims(principal) != _identity_claims(session.principal):
+                raise Forbidden("token is for another identity (userId, apiKey or sub) than this session's")
+        if session is None or principal is None:
             raise NotFound("unknown or ended session")
         if session.expired:
             await self.end_session(session)
             if token is not None:
                 raise Unauthorized("token expired")
             raise NotFound("session ended: its token expired")
+        self._limit_identity(self.sessions.identity(session))
         self.sessions.touch(session)
-        return session
+        if self.spec.tool_scopes and principal is not session.principal:
+            served = self.served_by(principal)
+            if session.runner.server is not served.server:
+                session.set_backend(served)
+        return session, principal
 
     async def deliver(
-        self, session: Session, messages: list[Any], open_sink: OpenSink, *, batch: bool
+        self, session: Session, principal: Principal, messages: list[Any], open_sink: OpenSink, *, batch: bool
     ) -> JsonAnswer | None:
-        """What a later POST carried, on `session`: 202 when it held no request, else the answer
-        (None when it went out as an SSE stream)."""
+        """What a later POST carried, on `session`, for `principal` (see `resume`): 202 when it
+        held no request, else the answer (None when it went out as an SSE stream)."""
         version = session.connection.protocol_version
         if batch and version not in BATCH_VERSIONS:
             raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
+        self.check_tools(principal, messages)
         await self.ready(session)  # 503 with Retry-After while its child or upstream is down
         requests = await session.receive(messages)
         if not requests:
@@ -161,20 +255,29 @@ class HostedServer:
             return await session.serve(requests, open_sink, batch=batch)
 
     async def serve_stateless(
-        self, principal: Principal, body: bytes, header_lines: Iterable[tuple[str, str]], open_sink: OpenSink
+        self,
+        principal: Principal,
+        body: bytes,
+        header_lines: Iterable[tuple[str, str]],
+        open_sink: OpenSink,
+        address: str | None = None,
     ) -> JsonAnswer | None:
-        """A 2026-07-28 request: authenticated on its own, answered on its own."""
+        """A 2026-07-28 request from `address`: authenticated on its own, answered on its own."""
         self.authorize(principal)
+        self._limit_identity(identity_of(principal, address))
         await self.ready()
         decoded = stateless.decode(body)
         if decoded is None:
             return ACCEPTED  # no client notification means anything at this revision
         request, raw = decoded
+        self.check_tools(principal, [request])
+        served = self.served_by(principal)
         with self.admit(1):
             relay = self.backend.relay
-            if relay is not None and await relay.speaks_modern():
+            # Passed through as it is only when nothing needs hiding from the upstream's answer.
+            if relay is not None and served is self.backend and await relay.speaks_modern():
                 return await self._relay(relay, body, header_lines, open_sink)
-            return await stateless.serve(self.backend, self.name, principal, request, raw, header_lines, open_sink)
+            return await stateless.serve(served, self.name, principal, request, raw, header_lines, open_sink)
 
     async def _relay(
         self, relay: StatelessRelay, body: bytes, header_lines: Iterable[tuple[str, str]], open_sink: OpenSink
@@ -196,23 +299,25 @@ class HostedServer:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    async def open_session(self, principal: Principal) -> Session:
-        """A new session; raises `Unavailable` when the backend cannot take one now."""
+    async def open_session(self, principal: Principal, identity: str | None = None) -> Session:
+        """A new session of `identity` (default: its token's, see `identity_of`); raises
+        `Unavailable` when the backend cannot take one now."""
+        served = self.served_by(principal)
         session = Session(
             self.name,
-            self.backend,
+            served,
             principal,
             event_buffer_size=self._event_buffer_size,
             event_buffer_bytes=self._event_buffer_bytes,
             retry_ms=self._retry_ms,
         )
         await self.backend.session_opened(session.id)
-        session.set_backend(self.backend)  # its init_options may only be known now (an upstream's)
+        session.set_backend(served)  # its init_options may only be known now (an upstream's)
         if principal.expires_at is not None:
             # A session never outlives its token, even while its client only listens.
             delay = max(0.0, principal.expires_at - time.time())
             session.expiry = asyncio.get_running_loop().call_later(delay, self._expire, session)
-        for evicted in self.sessions.add(session):
+        for evicted in self.sessions.add(session, identity):
             logger.info("%s: session cap reached, evicting the longest-idle session", self.name)
             await self.end_session(evicted)
         return session
@@ -220,11 +325,14 @@ class HostedServer:
     async def adopt_sessions(self, previous: HostedServer) -> None:
         """Take over `previous`'s live sessions (a reloaded definition of the same route).
 
-        A session whose token the new definition refuses (a revoked API key), or that the new
-        backend cannot take (its own child could not start), is ended: the client sees 404 and
-        opens a new session.
+        A session whose token the new definition refuses (a revoked API key, a scope it now
+        asks for), or that the new backend cannot take (its own child could not start), is
+        ended: the client sees 404 and opens a new session. The rate limits' buckets carry over
+        while the limits stay the same.
         """
         adopted, previous.sessions = previous.sessions, SessionTable(1)  # the old server keeps none
+        self._per_identity = _carried_over(self._per_identity, previous._per_identity)
+        self._per_address = _carried_over(self._per_address, previous._per_address)
         for session in adopted:
             try:
                 self.authorize(session.principal)
@@ -232,8 +340,8 @@ class HostedServer:
             except (Forbidden, Unavailable):
                 await session.close()
                 continue
-            session.set_backend(self.backend)
-            self.sessions.add(session)
+            session.set_backend(self.served_by(session.principal))
+            self.sessions.add(session, adopted.identity(session))
 
     async def publish(self, method: str, params: Mapping[str, Any] | None, session_ids: set[str] | None) -> None:
         """A notification from the backend to its sessions' GET streams (all, or those named)."""
@@ -302,22 +410,28 @@ class HostedServer:
 
     # -- the legacy HTTP+SSE transport (2024-11-05) ------------------------------------------
 
-    async def open_stream_session(self, principal: Principal) -> Session:
-        """A session for a legacy SSE stream, opened by its GET (the `initialize` comes later,
-        POSTed). Raises `Forbidden` unless the token opens this server, `Unavailable` (503)
-        while the server cannot serve."""
+    async def open_stream_session(self, principal: Principal, address: str | None = None) -> Session:
+        """A session for a legacy SSE stream from `address`, opened by its GET (the `initialize`
+        comes later, POSTed). Raises `Forbidden` unless the token opens this server,
+        `TooManyRequests` past the caller's rate, `Unavailable` (503) while the server cannot serve."""
         self.authorize(principal)
+        identity = identity_of(principal, address)
+        self._limit_identity(identity)
         await self.ready()
-        return await self.open_session(principal)
+        return await self.open_session(principal, identity)
 
-    async def deliver_later(self, connection: LegacyConnection, messages: list[Any], *, batch: bool) -> None:
-        """What a legacy POST carried, on `connection`'s session: refused now (400, 429, 503), or
-        taken in, its requests then served on the connection's stream while the caller answers 202."""
+    async def deliver_later(
+        self, connection: LegacyConnection, principal: Principal, messages: list[Any], *, batch: bool
+    ) -> None:
+        """What a legacy POST carried, on `connection`'s session, for `principal` (see `resume`):
+        refused now (400, 403, 429, 503), or taken in, its requests then served on the
+        connection's stream while the caller answers 202."""
         session = connection.session
         connection.check(messages, batch=batch)
         version = session.connection.protocol_version
         if batch and version not in BATCH_VERSIONS:
             raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
+        self.check_tools(principal, messages)
         await self.ready(session)
         requests = await session.receive(messages)
         if not requests:
@@ -325,3 +439,81 @@ class HostedServer:
         admission = contextlib.ExitStack()  # entered here (429 now), left when the requests are done
         admission.enter_context(self.admit(len(requests), session))
         connection.serve_later(requests, admission)
+
+
+def _identity_claims(principal: Principal) -> tuple[str | None, str | None, str | None]:
+    """The claims that say who a token speaks for: a session stays bound to all of them."""
+    return principal.user_id, principal.api_key, principal.subject
+
+
+def _limiter(rate: float | None, burst: int) -> RateLimiter | None:
+    return RateLimiter(rate, burst) if rate is not None else None
+
+
+def _carried_over(new: RateLimiter | None, old: RateLimiter | None) -> RateLimiter | None:
+    """`old`, buckets and all, when it limits exactly as `new` would (a reload that left them alone)."""
+    if new is not None and old is not None and old.same_as(new.rate, new.burst):
+        return old
+    return new
+
+
+def _take(limiter: RateLimiter, key: str | None, kind: str) -> None:
+    wait = limiter.take(key, time.monotonic())
+    if wait:
+        raise TooManyRequests(
+            f"rate limit: {limiter.rate:g} requests a second per {kind} (burst {limiter.burst})",
+            retry_after=math.ceil(wait),
+        )
+
+
+class _HidingTools:
+    """The backend as a caller sees it whose token lacks the scopes of the tools in `hidden`:
+    `tools/list` leaves them out, and `tools/call` of one is refused (`HostedServer.check_tools`
+    has answered 403 before that; this is the backstop).
+
+    Its `server` is a shallow copy of the backend's with one more middleware (the SDK's
+    documented way to wrap every request), redone whenever the backend's server changes (an
+    upstream's, once it has said who it is). A server with middleware is served on the SDK's
+    path: the backend's fast paths are not used for such a caller.
+    """
+
+    def __init__(self, backend: Backend, hidden: frozenset[str]) -> None:
+        self._backend = backend
+        self._hidden = hidden
+        self._copied: Server[Any] | None = None  # the backend's server the copy was made from
+        self._server: Server[Any] | None = None
+
+    @property
+    def server(self) -> Server[Any]:
+        inner = self._backend.server
+        if self._server is None or inner is not self._copied:
+            server = copy.copy(inner)
+            server.middleware = [*inner.middleware, self._hide]
+            self._copied, self._server = inner, server
+        return self._server
+
+    @property
+    def lifespan_state(self) -> Any:
+        return self._backend.lifespan_state
+
+    @property
+    def init_options(self) -> InitializationOptions:
+        return self._backend.init_options
+
+    @property
+    def fast_paths(self) -> Mapping[str, FastPath]:
+        return self._backend.fast_paths
+
+    @property
+    def request_timeout(self) -> float | None:
+        return self._backend.request_timeout
+
+    async def _hide(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params if isinstance(ctx.params, Mapping) else {}
+        if ctx.method == "tools/call" and params.get("name") in self._hidden:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.get('name')}")
+        result = await call_next(ctx)
+        if ctx.method == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
+            shown = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in self._hidden)]
+            return {**result, "tools": shown}
+        return result

@@ -4,18 +4,24 @@ Every change runs on the IOLoop, one at a time. A definition is loaded and valid
 completely (parse, schema, handler imports) before it replaces anything; a failure leaves
 the last good version serving and is remembered in `problems` (`file:line: problem`) until
 the file is fixed. Each file is applied on its own: changing one never touches the others.
+
+The management API goes through here too: `file_of(name)` finds the file that defines a route
+name, and `check_registration` validates a REST body as a file would be validated, plus the
+management API's policy (`policy.check`), before anything is imported. A problem never quotes
+an `api_keys` value, neither in `problems` (the log, the admin view) nor to a REST caller.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import importlib
 import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mcp_tornado import auth
 from mcp_tornado import definitions as specs
@@ -25,6 +31,8 @@ from mcp_tornado.backends.remote import RemoteBackend
 from mcp_tornado.backends.sdk_app import SdkAppBackend
 from mcp_tornado.backends.stdio import StdioBackend
 from mcp_tornado.errors import DefinitionError
+from mcp_tornado.expansion import Variables
+from mcp_tornado.hosting import policy
 from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.settings import Settings
 
@@ -45,7 +53,9 @@ class ServerRegistry:
         self._sources: dict[Path, tuple[str, str]] = {}  # file -> (server name, digest of what was loaded)
         self.problems: dict[str, str] = {}  # file -> "file:line: problem"
         self._lock = asyncio.Lock()
-        self.verify = functools.partial(auth.verify, secret=settings.jwt_secret or "")
+        # Every token of the gateway is checked here; raises `SettingsError` for bad key settings.
+        self.verifier = auth.TokenVerifier.from_settings(settings)
+        self.verify = self.verifier.verify
 
     def get(self, name: str) -> HostedServer | None:
         return self._servers.get(name)
@@ -99,7 +109,7 @@ class ServerRegistry:
                 raise DefinitionError(source, 1, f"name: {spec.name!r} is already served from {owner.spec.source}")
             backend = self.build_backend(spec)
         except DefinitionError as exc:
-            self._fail(source, exc)
+            self._fail(source, _without_keys(exc, data))
             return None
         except Exception as exc:  # whatever a definition does, it must not stop the gateway
             logger.debug("loading %s failed", source, exc_info=True)
@@ -116,6 +126,47 @@ class ServerRegistry:
         self.problems[source] = str(exc)
         logger.error("%s", exc)
 
+    def file_of(self, name: str) -> Path | None:
+        """The file that defines route `name`: the live server's source, else a definition file
+        that names it (one that failed to load, say); None when no file does."""
+        hosted = self._servers.get(name)
+        if hosted is not None:
+            return Path(hosted.spec.source)
+        return next((path for path in self.definition_files() if self.declared_name(path) == name), None)
+
+    def declared_name(self, path: Path) -> str:
+        """The route name `path` defines, as the file says now (its `name:`, else its stem); what
+        it was loaded as when it can no longer be read or parsed."""
+        try:
+            document = yaml.safe_load(specs.read_definition(path))
+        except (DefinitionError, yaml.YAMLError, ValueError):
+            loaded = self._sources.get(path.resolve())
+            return loaded[0] if loaded is not None else path.stem
+        if isinstance(document, dict) and "name" in document:
+            return str(document["name"])
+        return path.stem
+
+    def check_registration(self, document: Any, *, source: str, name: str) -> specs.ServerSpec:
+        """A REST body, validated completely before anything is written: as a file would be, and
+        (unless `MCP_ADMIN_ALLOW_CODE`) held to the management API's policy before any import.
+
+        Raises `DefinitionError` for a body that is not a valid definition (400), `Forbidden`
+        for one the management API may not register (403).
+        """
+        try:
+            spec = specs.from_document(document, source=source, default_name=name)
+        except DefinitionError as exc:
+            raise _without_keys(exc, document) from None
+        if not self.settings.admin_allow_code:
+            policy.check(spec, self.directory)
+        try:
+            self.build_backend(spec)  # imports every handler, expands every ${VAR}
+        except DefinitionError:
+            raise
+        except Exception as exc:  # as in `_load`: whatever a definition does, it is the body's problem
+            raise DefinitionError(source, None, f"{type(exc).__name__}: {exc}") from None
+        return spec
+
     def build_backend(self, spec: specs.ServerSpec) -> Backend:
         """The backend a spec asks for, with every handler imported. Raises `DefinitionError`."""
         if spec.backend == "inprocess":
@@ -127,10 +178,11 @@ class ServerRegistry:
             )
         if spec.backend == "app":
             return SdkAppBackend(spec, search_path=self.directory)
+        variables = Variables(self.settings.environ, self.settings.expand_vars)
         if spec.backend == "command":
-            return StdioBackend(spec, directory=self.directory, environ=self.settings.environ)
+            return StdioBackend(spec, directory=self.directory, variables=variables)
         if spec.backend == "url":
-            return RemoteBackend(spec, environ=self.settings.environ)
+            return RemoteBackend(spec, variables=variables)
         raise DefinitionError(spec.source, 1, f"backend {spec.backend!r} is not available in this version")
 
     async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:
@@ -188,7 +240,49 @@ class ServerRegistry:
 
     async def stop(self) -> None:
         """Remove every server at once (their children stop side by side, not one after another)."""
+        self.verifier.stop()
         async with self._lock:
             servers, self._servers = list(self._servers.values()), {}
             self._sources.clear()
         await asyncio.gather(*(hosted.stop() for hosted in servers), return_exceptions=True)
+
+
+def _without_keys(exc: DefinitionError, document: Any) -> DefinitionError:
+    """`exc` without any `api_keys` value in its text: a key is a secret, and a schema error
+    would quote it (`'...' is not of type 'array'`, or a whole mapping it was part of).
+
+    `document` is the definition as parsed, or a file's bytes (parsed here only when they
+    mention `api_keys`).
+    """
+    if isinstance(document, bytes):
+        if b"api_keys" not in document:
+            return exc
+        try:
+            document = yaml.safe_load(document)
+        except (yaml.YAMLError, ValueError):
+            return exc  # unparseable: the problem is where parsing stopped, and quotes no value
+    keys = document.get("api_keys") if isinstance(document, dict) else None
+    if keys is None:
+        return exc
+    field = exc.field or ""
+    if field == "api_keys":
+        problem = "api_keys: must be a list of keys, each a non-empty key or sha256: and 64 hex digits (not shown)"
+    elif field.startswith("api_keys."):
+        problem = f"{field}: not a valid key: a non-empty key, or sha256: and 64 hex digits (the value is not shown)"
+    else:
+        problem = exc.problem
+        for secret in _strings_in(keys):
+            problem = problem.replace(repr(secret), "'<redacted>'")
+        if problem == exc.problem:
+            return exc
+    return DefinitionError(exc.path, exc.line, problem, field=exc.field)
+
+
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings_in(k), *_strings_in(v))]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _strings_in(item)]
+    return []

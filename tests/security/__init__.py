@@ -1,0 +1,1 @@
+"""Security rules checked against the real gateway."""
