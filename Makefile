@@ -8,8 +8,12 @@ STAMP  := $(VENV)/.installed
 # A real peer for the stdio tests: the reference "everything" server from npm (runs on node 20).
 EVERYTHING := .tools/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 EVERYTHING_VERSION := 2026.8.31
+# Real parts for tests/cluster/: Debian's redis-server and nginx, run unprivileged by the tests.
+# Installed once (apt-get, through sudo unless root) when either is missing.
+DEBIAN_PACKAGES := .tools/.debian-packages
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint bench conformance clean
+.PHONY: run test lint bench bench-smoke conformance clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +33,16 @@ lint: $(STAMP)
 $(EVERYTHING):
 	npm install --silent --no-audit --no-fund --prefix .tools @modelcontextprotocol/server-everything@$(EVERYTHING_VERSION)
 
-test: $(STAMP) $(EVERYTHING) lint
+$(DEBIAN_PACKAGES):
+	@if ! command -v redis-server >/dev/null || ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null; then \
+		command -v apt-get >/dev/null || { echo "install redis-server and nginx (tests/cluster/ runs them)"; exit 1; }; \
+		echo "installing redis-server and nginx for tests/cluster/"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx >/dev/null; \
+	fi
+	@mkdir -p $(@D) && touch $@
+
+test: $(STAMP) $(EVERYTHING) $(DEBIAN_PACKAGES) lint
 	$(BIN)/python -m pytest
 
 # The official MCP conformance suite against the in-process, command: and url: legs (and the SDK
@@ -38,10 +51,22 @@ test: $(STAMP) $(EVERYTHING) lint
 conformance: $(STAMP)
 	$(BIN)/python examples/conformance/run.py
 
-bench: $(STAMP)
-	@if command -v wrk >/dev/null; then $(BIN)/python bench/bench_wrk.py; \
-	else echo "wrk not found (apt-get install wrk): measuring with the Python client"; $(BIN)/python bench/bench_tools_call.py; fi
+BENCH_NODE := .tools/bench-node/node_modules/@modelcontextprotocol/sdk/package.json
+
+$(BENCH_NODE):
+	npm install --silent --no-audit --no-fund --prefix .tools/bench-node \
+		@modelcontextprotocol/sdk@1.32.2 express@5.3.0 zod@4.6.7
+
+# Every peer side by side, one table of ratios (bench/README.md); wrk from Debian's packages.
+bench: $(STAMP) $(if $(shell command -v npm),$(BENCH_NODE))
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null || { echo "make bench needs wrk"; exit 2; }; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/bench_reload.py
+
+# A few seconds of every benchmark scenario with every answer checked: proves the benchmark still runs.
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/bench.py --smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

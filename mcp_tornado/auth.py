@@ -21,6 +21,7 @@ import functools
 import hashlib
 import hmac
 import json
+import secrets
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -126,6 +127,10 @@ class TokenVerifier:
     def stop(self) -> None:
         """Stop fetching keys in the background (a JWKS URL)."""
         self.keys.stop()
+
+    def revoked(self, token_id: str | None) -> bool:
+        """Whether a token id is on the revocation list (sessions it opened end with it)."""
+        return token_id is not None and self._revoked is not None and token_id in self._revoked
 
     def verify(self, token: str) -> Principal:
         """Check a token's signature and claims. Raises `Unauthorized` with the reason."""
@@ -280,6 +285,7 @@ def mint(
     `server_name` for an MCP route or `admin=True` for the management API."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {"iat": issued, "exp": issued + int(ttl)}
+    token_id = token_id or secrets.token_urlsafe(12)  # every token we mint can be revoked by its jti
     extra: Mapping[str, Any] = {
         "serverName": server_name,
         "apiKey": api_key,

@@ -10,7 +10,7 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mcp_tornado import __version__, auth, logs, workers
@@ -119,14 +119,30 @@ def _print_dev_tokens(gateway: Gateway, settings: Settings, port: int, kept: boo
     lines = [f"mcp-tornado {__version__} (dev) on {base}", f"  health: {base}/health"]
     if kept:
         lines.append(f"  secret: {DEV_SECRET} (`mcp-tornado token` and `connect` run here sign with it)")
-    lines += ["", f"  admin token: {auth.mint(settings.jwt_secret, admin=True, ttl=86400)}"]
+    admin = auth.mint(
+        settings.jwt_secret, admin=True, ttl=86400, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    lines += ["", f"  admin token: {admin}"]
     for hosted in gateway.registry:
         key = _plain_key(hosted.spec)
-        token = auth.mint(settings.jwt_secret, server_name=hosted.name, api_key=key, user_id="dev", ttl=86400)
+        token = auth.mint(
+            settings.jwt_secret,
+            server_name=hosted.name,
+            api_key=key,
+            user_id="dev",
+            ttl=86400,
+            issuer=_claim(settings.environ, "JWT_ISSUER"),
+            audience=_claim(settings.environ, "JWT_AUDIENCE"),
+        )
         lines += ["", f"  {hosted.name}: {base}/{hosted.name}/mcp", f"    Authorization: Bearer {token}"]
     for problem in gateway.registry.problems.values():
         lines.append(f"  problem: {problem}")
     print("\n".join(lines), flush=True)
+
+
+def _claim(environ: Mapping[str, str], variable: str) -> str | None:
+    """The issuer or audience the gateway checks (JWT_ISSUER, JWT_AUDIENCE), for tokens we mint."""
+    return environ.get(variable) or None
 
 
 def _secret() -> str:
@@ -207,9 +223,27 @@ def _token(args: argparse.Namespace) -> int:
         print("mcp-tornado token: give either SERVER or --admin", file=sys.stderr)
         return 2
     if args.admin:
-        print(auth.mint(_secret(), admin=True, ttl=args.ttl))
+        print(
+            auth.mint(
+                _secret(),
+                admin=True,
+                ttl=args.ttl,
+                issuer=_claim(os.environ, "JWT_ISSUER"),
+                audience=_claim(os.environ, "JWT_AUDIENCE"),
+            )
+        )
     else:
-        print(auth.mint(_secret(), server_name=args.server, api_key=args.api_key, user_id=args.user, ttl=args.ttl))
+        print(
+            auth.mint(
+                _secret(),
+                server_name=args.server,
+                api_key=args.api_key,
+                user_id=args.user,
+                ttl=args.ttl,
+                issuer=_claim(os.environ, "JWT_ISSUER"),
+                audience=_claim(os.environ, "JWT_AUDIENCE"),
+            )
+        )
     return 0
 
 
@@ -222,7 +256,7 @@ def _check(args: argparse.Namespace) -> int:
         try:
             spec = specs.load_file(path)
             directory = path.parent
-            registry = ServerRegistry(Settings(servers_dir=directory, dev=True, environ=os.environ))
+            registry = ServerRegistry(Settings.from_environ(os.environ, servers_dir=directory, dev=True))
             registry.build_backend(spec)
         except DefinitionError as exc:
             print(exc)
@@ -247,7 +281,15 @@ def _connect(args: argparse.Namespace) -> int:
                 f"mcp-tornado connect: {args.server} lists only sha256 API keys: pass the key with --api-key",
                 file=sys.stderr,
             )
-    token = auth.mint(_secret(), server_name=args.server, api_key=api_key, user_id=args.user, ttl=args.ttl)
+    token = auth.mint(
+        _secret(),
+        server_name=args.server,
+        api_key=api_key,
+        user_id=args.user,
+        ttl=args.ttl,
+        issuer=_claim(os.environ, "JWT_ISSUER"),
+        audience=_claim(os.environ, "JWT_AUDIENCE"),
+    )
     headers = {"Authorization": f"Bearer {token}"}
     configs = {
         "Claude Desktop (claude_desktop_config.json)": {

@@ -139,6 +139,10 @@ class Settings:
     def check(self) -> None:
         for var, field, _ in _ENVIRONMENT:
             value = getattr(self, field)
+            if field in _MAY_BE_ZERO:
+                if isinstance(value, int | float) and value < 0:
+                    raise SettingsError(f"{var}: must not be negative, got {value}")
+                continue
             if field != "port" and isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise SettingsError(f"{var}: must be greater than zero, got {value}")
         if not 0 <= self.port < 65536:  # 0: any free port
@@ -153,8 +157,11 @@ class Settings:
             )
         if self.redis_url is not None and not self.redis_url.startswith(REDIS_SCHEMES):
             raise SettingsError(f"MCP_REDIS_URL: must start with {', '.join(REDIS_SCHEMES)}")
-        if not self.dev and not self.jwt_secret:
-            raise SettingsError("JWT_SECRET: required (or run with --dev for an ephemeral secret)")
+        if not self.dev and not self.jwt_secret and not (self.jwt_public_key_file or self.jwt_jwks):
+            raise SettingsError(
+                "JWT_SECRET: required (or JWT_PUBLIC_KEY_FILE / JWT_JWKS for an identity provider's keys, "
+                "or --dev for a development secret)"
+            )
 
 
 def _duration(raw: str) -> float:
@@ -228,6 +235,9 @@ _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("MCP_REDIS_URL", "redis_url", str),
 )
 
+
+# Settings for which zero is a sensible value (no clock skew allowed).
+_MAY_BE_ZERO = frozenset({"jwt_leeway"})
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # What the `redis` client's `from_url` understands.

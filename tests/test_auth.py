@@ -369,15 +369,20 @@ def claims_of(token: str) -> dict[str, Any]:
 def test_mint_writes_exactly_the_claims_given():
     token = mint(SECRET, server_name="calc", api_key="k", user_id="ada", ttl=60, now=1000.9)
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT", "kid": auth.secret_kid(SECRET)}
-    assert claims_of(token) == {"iat": 1000, "exp": 1060, "serverName": "calc", "apiKey": "k", "userId": "ada"}
+    claims = claims_of(token)
+    jti = claims.pop("jti")
+    assert claims == {"iat": 1000, "exp": 1060, "serverName": "calc", "apiKey": "k", "userId": "ada"}
+    assert len(jti) >= 16 and jti != claims_of(mint(SECRET, now=1000.9))["jti"]  # each token revocable on its own
 
 
 def test_mint_leaves_out_what_is_not_given():
-    assert claims_of(mint(SECRET, now=1000)) == {"iat": 1000, "exp": 4600}
+    claims = claims_of(mint(SECRET, now=1000, token_id="t1"))
+    assert claims == {"iat": 1000, "exp": 4600, "jti": "t1"}
 
 
 def test_mint_an_admin_token():
-    assert claims_of(mint(SECRET, admin=True, ttl=30.7, now=1000)) == {"iat": 1000, "exp": 1030, "admin": True}
+    claims = claims_of(mint(SECRET, admin=True, ttl=30.7, now=1000, token_id="t2"))
+    assert claims == {"iat": 1000, "exp": 1030, "admin": True, "jti": "t2"}
 
 
 def test_mint_without_now_uses_the_clock():
@@ -388,7 +393,7 @@ def test_mint_without_now_uses_the_clock():
 
 
 def test_mint_then_verify_round_trips():
-    token = mint(SECRET, server_name="calc", user_id="ada", admin=True, ttl=120)
+    token = mint(SECRET, server_name="calc", user_id="ada", admin=True, ttl=120, token_id="rt-1")
     found = verify(token, SECRET)
     assert found == Principal(
         token=token,
@@ -397,4 +402,5 @@ def test_mint_then_verify_round_trips():
         user_id="ada",
         admin=True,
         expires_at=float(claims_of(token)["exp"]),
+        token_id="rt-1",
     )

@@ -203,7 +203,7 @@ def staged_servers_dir(fixture_port: int) -> Path:
     shutil.copytree(SERVERS_DIR, staged, ignore=shutil.ignore_patterns("__pycache__"))
     remote = staged / "fixture_remote.yaml"
     remote.write_text(remote.read_text().replace("${FIXTURE_PORT}", str(fixture_port)))
-    # fixture_stdio.yaml's `cwd: ..` must still reach fixture_server.py.
+    # fixture_stdio.yaml's `../fixture_server.py` must still reach fixture_server.py.
     shutil.copy2(HERE / "fixture_server.py", RESULTS / "fixture_server.py")
     return staged
 
@@ -362,6 +362,7 @@ def main() -> int:
         env["PYTHON"] = sys.executable  # fixture_stdio.yaml: a Python with the `mcp` package
         ports = {"sdk": free_port(), "fixture": free_port(), "gateway": free_port()}
         env["FIXTURE_PORT"] = str(ports["fixture"])
+        env["MCP_EXPAND_VARS"] = "PYTHON,FIXTURE_PORT"  # the only variables the definitions may expand
         fixture = [sys.executable, str(HERE / "fixture_server.py"), "--http"]
 
         if "sdk" in legs:

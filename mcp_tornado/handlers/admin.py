@@ -189,6 +189,8 @@ class TokensHandler(AdminHandler):
             user_id=body.get("userId"),
             ttl=ttl,
             now=issued,
+            issuer=self.settings_.jwt_issuer,
+            audience=self.settings_.jwt_audience,
         )
         logger.info("management API: %s minted a token for server %r (ttl %d s)", self.who, server, ttl)
         self.write_json({"token": token, "expires_at": issued + ttl})

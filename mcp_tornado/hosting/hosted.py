@@ -59,9 +59,16 @@ MAX_REMEMBERED_SCOPE_SETS = 256
 
 class HostedServer:
     def __init__(
-        self, spec: ServerSpec, backend: Backend, settings: Settings, verify: Callable[[str], Principal]
+        self,
+        spec: ServerSpec,
+        backend: Backend,
+        settings: Settings,
+        verify: Callable[[str], Principal],
+        revoked: Callable[[str | None], bool] = lambda token_id: False,
     ) -> None:
-        """`verify(token)` checks a bearer token (raising `Unauthorized`) and says who it speaks for."""
+        """`verify(token)` checks a bearer token (raising `Unauthorized`) and says who it speaks for;
+        `revoked(jti)` says whether a token id was revoked since (its sessions then end)."""
+        self._revoked = revoked
         self.name = spec.name
         self.spec = spec
         self.backend = backend
@@ -225,6 +232,9 @@ class HostedServer:
                 raise Forbidden("token is for another identity (userId, apiKey or sub) than this session's")
         if session is None or principal is None:
             raise NotFound("unknown or ended session")
+        if self._revoked(session.principal.token_id):
+            await self.end_session(session)
+            raise Unauthorized("token revoked: the session it opened has ended")
         if session.expired:
             await self.end_session(session)
             if token is not None:

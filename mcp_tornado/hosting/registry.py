@@ -79,6 +79,8 @@ class ServerRegistry:
 
     async def load_all(self) -> None:
         """Load every definition; one bad file never stops the others."""
+        if self.settings.admin_allow_code:
+            logger.warning("MCP_ADMIN_ALLOW_CODE is on: an admin token can run code on this host")
         for path in self.definition_files():
             await self.load_file(path)
 
@@ -186,7 +188,7 @@ class ServerRegistry:
         raise DefinitionError(spec.source, 1, f"backend {spec.backend!r} is not available in this version")
 
     async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:
-        hosted = HostedServer(spec, backend, self.settings, self.verify)
+        hosted = HostedServer(spec, backend, self.settings, self.verify, self.verifier.revoked)
         previous = self._servers.get(spec.name)
         old_catalog = await previous.backend.catalog() if previous is not None else None
         await hosted.start()

@@ -30,7 +30,7 @@ from jwt.algorithms import get_default_algorithms
 from mcp_tornado import auth
 from mcp_tornado.keys import secret_kid
 from tests.conftest import SECRET, eventually
-from tests.e2e.wire import headers, init_body
+from tests.e2e.wire import headers, init_body, open_session
 
 PREVIOUS = "the-previous-secret-still-honoured-for-a-while"
 REMOVED = "a-secret-that-was-rotated-out-some-time-ago!"
@@ -276,6 +276,27 @@ class TestRevocation:
 
         await eventually(lambda: revoked("fine-2"), timeout=10, message="fine-2 was never revoked")
         await eventually(lambda: opens("leaked-1"), timeout=10, message="leaked-1 stayed revoked")
+
+    @pytest.mark.gen_test(timeout=30)
+    async def test_revoking_a_token_ends_the_sessions_it_opened(self, base_url, revoked_file):
+        url = f"{base_url}/everything/mcp"
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        async with httpx2.AsyncClient(timeout=10) as http:
+            session = await open_session(http, url, hs256(claims(jti="open-3")))
+            assert (await http.post(url, json=ping, headers=headers(session=session, version="2025-11-25"))).json()[
+                "result"
+            ] == {}
+            replacement = revoked_file.with_suffix(".new")
+            replacement.write_text("open-3\n")
+            replacement.replace(revoked_file)
+
+            async def ended() -> bool:
+                answer = await http.post(url, json=ping, headers=headers(session=session, version="2025-11-25"))
+                return answer.status_code == 401 and answer.json()["error"]["message"].startswith("token revoked")
+
+            await eventually(ended, timeout=10, message="a session of a revoked token kept working")
+            after = await http.post(url, json=ping, headers=headers(session=session, version="2025-11-25"))
+        assert after.status_code == 404  # ended, not merely refused once
 
 
 # -- asymmetric keys: RS256, ES256, EdDSA from a PEM file, a JWKS file, a JWKS URL ---------------
