@@ -7,6 +7,10 @@ headers are in until its response ends (an SSE stream stays busy). At the cap, a
 connection takes the place of the longest-idle one; when none is idle it is closed at once,
 before Tornado allocates anything for it.
 
+Header and body deadlines are ours too: Tornado would arm a timer for every request it reads
+(`gen.with_timeout`, a sizeable share of a small request's cost); one sweep a second closes the
+connections that waited too long for headers or for the rest of a body instead.
+
 The accept loop is ours (Tornado's `add_accept_handler` raises on `EMFILE`, so a process out
 of descriptors would spin and log a traceback per attempt): out of descriptors, it stops
 accepting for `ACCEPT_PAUSE` seconds and logs one warning.
@@ -19,6 +23,7 @@ import errno
 import functools
 import logging
 import socket
+import time
 from typing import Any
 
 import tornado.httputil
@@ -30,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # Out of descriptors (or kernel memory): stop accepting this long, so the loop does not spin.
 ACCEPT_PAUSE = 0.1
+# How often the header and body deadlines are enforced: a connection may outlive its deadline by this much.
+SWEEP_SECONDS = 1.0
 # Accepted per readiness event, as Tornado does (its listen backlog), so other work is not starved.
 ACCEPT_BATCH = 128
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -41,9 +48,18 @@ class GatewayHTTPServer(HTTPServer):
     def initialize(self, *args: Any, max_connections: int, **kwargs: Any) -> None:  # type: ignore[override]
         super().initialize(*args, **kwargs)
         self.max_connections = max_connections
+        # Enforced by the sweep, not by a timer per request (see the module docstring).
+        self.header_timeout = self.conn_params.header_timeout
+        self.body_timeout = self.conn_params.body_timeout
+        self.conn_params.header_timeout = None
+        self.conn_params.body_timeout = None
+        self._sweeper: tornado.ioloop.PeriodicCallback | None = None
         self._open: set[tornado.iostream.IOStream] = set()
-        # Idle connections in the order they became idle: the first is the one to evict.
-        self._idle: collections.OrderedDict[tornado.iostream.IOStream, None] = collections.OrderedDict()
+        # Idle connections (waiting for a request's headers) in the order they became idle, with
+        # since when: the first is the one to evict, and the first to time out.
+        self._idle: collections.OrderedDict[tornado.iostream.IOStream, float] = collections.OrderedDict()
+        # Connections whose request's headers are in and whose body is still coming, since when.
+        self._reading: collections.OrderedDict[tornado.iostream.IOStream, float] = collections.OrderedDict()
         self._listening: dict[int, socket.socket] = {}
         self.refused = 0
         self.evicted = 0
@@ -57,11 +73,17 @@ class GatewayHTTPServer(HTTPServer):
 
     def add_sockets(self, sockets: Any) -> None:
         loop = tornado.ioloop.IOLoop.current()
+        if self._sweeper is None and (self.header_timeout or self.body_timeout):
+            self._sweeper = tornado.ioloop.PeriodicCallback(self._sweep, SWEEP_SECONDS * 1000)
+            self._sweeper.start()
         for sock in sockets:
             self._listening[sock.fileno()] = sock
             loop.add_handler(sock, functools.partial(self._accept, sock), tornado.ioloop.IOLoop.READ)
 
     def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
         loop = tornado.ioloop.IOLoop.current()
         for sock in self._listening.values():
             loop.remove_handler(sock)
@@ -123,9 +145,22 @@ class GatewayHTTPServer(HTTPServer):
 
     # -- tracking -------------------------------------------------------------------------
 
+    def _sweep(self) -> None:
+        """Close connections past their header or body deadline (oldest first, so it stops early)."""
+        now = time.monotonic()
+        for waiting, deadline in ((self._idle, self.header_timeout), (self._reading, self.body_timeout)):
+            if not deadline:
+                continue
+            while waiting:
+                stream, since = next(iter(waiting.items()))
+                if now - since < deadline:
+                    break
+                del waiting[stream]
+                stream.close()
+
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
         self._open.add(stream)
-        self._idle[stream] = None
+        self._idle[stream] = time.monotonic()
         super().handle_stream(stream, address)
 
     def start_request(
@@ -134,39 +169,45 @@ class GatewayHTTPServer(HTTPServer):
         # Called when the connection starts reading the next request: it waits for headers.
         stream = getattr(server_conn, "stream", None)
         if stream in self._open:
-            self._idle[stream] = None
+            self._idle[stream] = time.monotonic()
             self._idle.move_to_end(stream)
-        return _Busy(super().start_request(server_conn, request_conn), self._idle, stream)
+        return _Busy(super().start_request(server_conn, request_conn), self._idle, self._reading, stream)
 
     def on_close(self, server_conn: object) -> None:
         stream = getattr(server_conn, "stream", None)
         self._open.discard(stream)
         self._idle.pop(stream, None)  # type: ignore[arg-type]
+        self._reading.pop(stream, None)  # type: ignore[arg-type]
         super().on_close(server_conn)
 
 
 class _Busy(tornado.httputil.HTTPMessageDelegate):
-    """Marks its connection busy once a request's headers are in."""
+    """Marks its connection busy once a request's headers are in, and reading until its body is."""
 
     def __init__(
         self,
         inner: tornado.httputil.HTTPMessageDelegate,
-        idle: collections.OrderedDict[Any, None],
+        idle: collections.OrderedDict[Any, float],
+        reading: collections.OrderedDict[Any, float],
         stream: Any,
     ) -> None:
         self._inner = inner
         self._idle = idle
+        self._reading = reading
         self._stream = stream
 
     def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
         self._idle.pop(self._stream, None)
+        self._reading[self._stream] = time.monotonic()
         return self._inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:
         return self._inner.data_received(chunk)
 
     def finish(self) -> None:
+        self._reading.pop(self._stream, None)
         self._inner.finish()
 
     def on_connection_close(self) -> None:
+        self._reading.pop(self._stream, None)
         self._inner.on_connection_close()

@@ -20,17 +20,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT
 from mcp_types.methods import is_input_required
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from mcp_tornado.backends import results, rounds
-from mcp_tornado.backends.arguments import OFF_LOOP_ELEMENTS, larger_than, problem_with, validator_for
+from mcp_tornado.backends.arguments import OFF_LOOP_ELEMENTS, SchemaCheck, larger_than, problem_with, validator_for
 from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
 from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
@@ -47,8 +47,8 @@ logger = logging.getLogger(__name__)
 class _Tool:
     fn: Callable[..., Any]
     is_async: bool
-    validator: jsonschema.protocols.Validator
-    output_validator: jsonschema.protocols.Validator | None
+    validator: SchemaCheck
+    output_validator: SchemaCheck | None
 
 
 class InProcessBackend(Backend):
@@ -186,7 +186,10 @@ class InProcessBackend(Backend):
         async def run(c: ServerRequestContext[Any, Any], responses: Any, state: str | None) -> Any:
             return await self._call(c, name, arguments, rounds.Asked(responses, state))
 
-        return await rounds.answer(self._state_boundary, ctx, run)
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return await rounds.answer(self._state_boundary, ctx, run)
+        first = await self._call(ctx, name, arguments, rounds.NOTHING_ASKED)  # the hot path: one round
+        return first if not is_input_required(first) else await rounds.answer(self._state_boundary, ctx, run, first)
 
     async def _call(
         self, ctx: ServerRequestContext[Any, Any], name: str, arguments: dict[str, Any], asked: rounds.Asked
@@ -227,13 +230,10 @@ class InProcessBackend(Backend):
             logger.warning("%s: tool %s returned an unusable value: %s", self.spec.name, name, exc)
             return results.error_result(f"Tool {name} returned an unusable value")
         if tool.output_validator is not None and not result.get("isError"):
-            structured = result.get("structuredContent")
-            if not tool.output_validator.is_valid(structured):
-                problem = jsonschema.exceptions.best_match(tool.output_validator.iter_errors(structured))
-                message = problem.message if problem is not None else "invalid"
-                return results.error_result(
-                    f"Tool {name} returned output that does not match its outputSchema: {message}"
-                )
+            problem = tool.output_validator.problem(result.get("structuredContent"))
+            if problem is not None:
+                problem_text = f"Tool {name} returned output that does not match its outputSchema: {problem[1]}"
+                return results.error_result(problem_text)
         return result
 
     # -- resources ------------------------------------------------------------------------

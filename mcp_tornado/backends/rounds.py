@@ -58,8 +58,11 @@ def state_boundary(server_name: str) -> RequestStateBoundary:
     return RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=server_name)
 
 
-async def answer(boundary: RequestStateBoundary, ctx: ServerRequestContext[Any, Any], run: Round) -> Any:
-    """Run a handler that may ask for input, as the client's revision needs it."""
+async def answer(
+    boundary: RequestStateBoundary, ctx: ServerRequestContext[Any, Any], run: Round, first: Any = None
+) -> Any:
+    """Run a handler that may ask for input, as the client's revision needs it; `first` is its
+    first round's result when the caller already ran it (a handshake-era client)."""
     if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
 
         async def once(sealed: ServerRequestContext[Any, Any]) -> Any:
@@ -69,7 +72,7 @@ async def answer(boundary: RequestStateBoundary, ctx: ServerRequestContext[Any, 
             return await run(sealed, responses, params.get("requestState"))
 
         return await boundary(ctx, once)
-    result = await run(ctx, None, None)
+    result = first if first is not None else await run(ctx, None, None)
     for _ in range(MAX_ROUNDS):
         if not is_input_required(result):
             return result

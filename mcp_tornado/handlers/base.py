@@ -69,13 +69,28 @@ class BaseHandler(tornado.web.RequestHandler):
         The guard (a `HostGuard`) is in the application settings; absent, nothing is checked
         (a public listen address without MCP_ALLOWED_HOSTS/ORIGINS), and no origin gets CORS.
         """
+        if not self.host_and_origin_known():
+            guard: HostGuard = self.application.settings["host_guard"]
+            await guard.check(self.request.headers.get("Host"), self.request.headers.get("Origin"))
+            self._origin_allowed()
+
+    def host_and_origin_known(self) -> bool:
+        """`check_host_and_origin` without awaiting, when the guard already knows this Host and
+        Origin (the usual case: clients send the same pair every time). False: await the check."""
         guard: HostGuard | None = self.application.settings.get("host_guard")
-        origin = self.request.headers.get("Origin")
         if guard is not None:
-            await guard.check(self.request.headers.get("Host"), origin)
-            if origin is not None and self.cors:
-                self._cors_origin = origin
-                self._set_cors_headers(origin)
+            if not guard.known(self.request.headers.get("Host"), self.request.headers.get("Origin")):
+                return False
+            self._origin_allowed()
+        else:
+            self._origin_checked = True
+        return True
+
+    def _origin_allowed(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin is not None and self.cors:
+            self._cors_origin = origin
+            self._set_cors_headers(origin)
         self._origin_checked = True
 
     def _set_cors_headers(self, origin: str) -> None:
@@ -161,6 +176,15 @@ class HostGuard:
         self._middleware = TransportSecurityMiddleware(settings)
         self._verdicts: dict[tuple[str | None, str | None], int] = {}
 
+    def known(self, host: str | None, origin: str | None) -> bool:
+        """True when this pair was judged before and is allowed; raises when it was refused;
+        False when it has yet to be judged (`await check(...)`)."""
+        status = self._verdicts.get((host, origin))
+        if status is None:
+            return False
+        self._raise_for(status)
+        return True
+
     async def check(self, host: str | None, origin: str | None) -> None:
         """Raises `MisdirectedRequest` (421) for a Host not served, `Forbidden` for an Origin not allowed."""
         key = (host, origin)
@@ -174,6 +198,10 @@ class HostGuard:
             if len(self._verdicts) >= self.CACHE_SIZE:
                 self._verdicts.clear()  # an attacker's random Hosts cannot grow it
             self._verdicts[key] = status
+        self._raise_for(status)
+
+    @staticmethod
+    def _raise_for(status: int) -> None:
         if status == 421:
             raise MisdirectedRequest("Host header not allowed")
         if status != 200:

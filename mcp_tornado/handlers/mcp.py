@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import anyio
@@ -75,8 +75,17 @@ class McpHandler(BaseHandler):
         self.settings_ = settings
         self.counter = counter
 
-    async def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:
+        if not self.host_and_origin_known():  # known pairs are checked without a coroutine (hot path)
+            return self._check_then_prepare()
+        self._prepare_body()
+        return None
+
+    async def _check_then_prepare(self) -> None:
         await self.check_host_and_origin()
+        self._prepare_body()
+
+    def _prepare_body(self) -> None:
         self._chunks: list[bytes] = []
         self._received = 0
         limit = self.settings_.max_body_bytes

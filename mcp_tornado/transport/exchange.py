@@ -137,7 +137,7 @@ class Reply:
 class Exchange:
     """The SDK `DispatchContext` of one inbound request, answering on its `Reply`."""
 
-    __slots__ = ("_reply", "_request_id", "_params", "message_metadata", "_cancel", "scope", "closed")
+    __slots__ = ("_reply", "_request_id", "_params", "message_metadata", "_cancel", "task", "interrupted", "closed")
 
     def __init__(
         self, reply: Reply, request_id: RequestId, params: Mapping[str, Any] | None, metadata: ServerMessageMetadata
@@ -147,7 +147,9 @@ class Exchange:
         self._params = params
         self.message_metadata = metadata
         self._cancel: anyio.Event | None = None
-        self.scope: anyio.CancelScope | None = None
+        # The task serving the request, once it runs: `interrupt()` cancels it.
+        self.task: asyncio.Task[Any] | None = None
+        self.interrupted = False
         self.closed = False
 
     @property
@@ -178,9 +180,15 @@ class Exchange:
             self._reply.release()
 
     def cancel(self) -> None:
+        """The client cancelled the request: stop its work; it gets no answer."""
         self.cancel_requested.set()
-        if self.scope is not None:
-            self.scope.cancel()
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        """Stop the request's work (a cancel, or its session ends); its server sees CancelledError."""
+        if self.task is not None and not self.closed and not self.interrupted:
+            self.interrupted = True
+            self.task.cancel()
 
     async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
         if self.closed or self.cancelled:
