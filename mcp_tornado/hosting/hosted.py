@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 # Scope sets whose view of the tools is remembered; callers carry a handful of distinct sets,
 # and past this many the memory is simply dropped (an attacker's made-up sets cannot grow it).
 MAX_REMEMBERED_SCOPE_SETS = 256
+# The reaper ends sessions for this long (seconds) before letting the loop serve others again.
+REAP_SLICE = 0.005
 
 
 class HostedServer:
@@ -388,10 +390,17 @@ class HostedServer:
         await self.backend.session_closed(session.id)
 
     async def reap(self, idle_timeout: float) -> int:
-        stale = self.sessions.stale(idle_timeout)
-        for session in stale:
+        """End the stale sessions; returns how many. In slices of `REAP_SLICE` seconds with the loop
+        let run in between, so reaping 100,000 sessions never stalls the clients of the others."""
+        reaped = 0
+        slice_ends = time.monotonic() + REAP_SLICE
+        for session in self.sessions.stale(idle_timeout):
             await self.end_session(session)
-        return len(stale)
+            reaped += 1
+            if time.monotonic() > slice_ends:
+                await asyncio.sleep(0)
+                slice_ends = time.monotonic() + REAP_SLICE
+        return reaped
 
     async def start(self) -> None:
         await self.backend.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from mcp_tornado.auth import Principal
@@ -88,17 +89,19 @@ class SessionTable:
             del self._by_user[user]
         return session
 
-    def stale(self, idle_timeout: float) -> list[Session]:
+    def stale(self, idle_timeout: float) -> Iterator[Session]:
         """Sessions past their token's expiry, or idle longer than `idle_timeout` seconds.
 
         Idle means no request for that long and none in flight, and no GET stream attached:
-        a client that is listening, or waiting for an answer, is not idle.
+        a client that is listening, or waiting for an answer, is not idle. Lazy, over the sessions
+        of the moment it starts, each judged when reached and only if still in the table: the
+        reaper may pause between two (see `HostedServer.reap`) while clients carry on.
         """
         cutoff = time.monotonic() - idle_timeout
-        stale = []
-        for session in self._sessions.values():
+        for session in list(self._sessions.values()):
+            if self._sessions.get(session.id) is not session:
+                continue  # ended while the reaper paused
             if session.expired:
-                stale.append(session)
+                yield session
             elif session.last_active < cutoff and not session.in_flight and not session.standalone.attached:
-                stale.append(session)
-        return stale
+                yield session
