@@ -4,24 +4,42 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 HOST   ?= 127.0.0.1
+# Two installs: what running needs (`make run`), and that plus the test extras (`make test`).
+RUN_STAMP := $(VENV)/.installed-run
 STAMP  := $(VENV)/.installed
 # A real peer for the stdio tests: the reference "everything" server from npm (runs on node 20).
 EVERYTHING := .tools/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 EVERYTHING_VERSION := 2026.8.31
-# Real parts for tests/cluster/: Debian's redis-server and nginx, run unprivileged by the tests.
-# Installed once (apt-get, through sudo unless root) when either is missing.
-DEBIAN_PACKAGES := .tools/.debian-packages
+# Real parts for tests/cluster/: Debian's redis-server and nginx, run unprivileged by the tests;
+# and chromium, the headless browser of tests/browser/ (the console).
+# Installed once (apt-get, through sudo unless root) when one is missing; the stamp names them all.
+DEBIAN_PACKAGES := .tools/.debian-packages-redis-nginx-chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint bench bench-smoke conformance clean
+.PHONY: run test lint bench bench-smoke conformance clean mutants
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# langchain-mcp-adapters (tests/e2e/test_langchain.py) needs mcp 1.x, the gateway mcp 2.x: it
+# gets a virtualenv of its own, and the test runs it as a separate client process.
+LANGCHAIN_VENV := .tools/langchain
+LANGCHAIN_VERSION := 0.3.2
+LANGCHAIN := $(LANGCHAIN_VENV)/.installed-$(LANGCHAIN_VERSION)
+
+$(LANGCHAIN):
+	test -x $(LANGCHAIN_VENV)/bin/python || $(PYTHON) -m venv $(LANGCHAIN_VENV)
+	$(LANGCHAIN_VENV)/bin/python -m pip install --quiet langchain-mcp-adapters==$(LANGCHAIN_VERSION)
+	touch $(LANGCHAIN)
+
+run: $(RUN_STAMP)
 	PORT=$(PORT) HOST=$(HOST) $(BIN)/mcp-tornado serve --dev --servers-dir servers.d
 
 lint: $(STAMP)
@@ -34,15 +52,16 @@ $(EVERYTHING):
 	npm install --silent --no-audit --no-fund --prefix .tools @modelcontextprotocol/server-everything@$(EVERYTHING_VERSION)
 
 $(DEBIAN_PACKAGES):
-	@if ! command -v redis-server >/dev/null || ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null; then \
-		command -v apt-get >/dev/null || { echo "install redis-server and nginx (tests/cluster/ runs them)"; exit 1; }; \
-		echo "installing redis-server and nginx for tests/cluster/"; \
+	@if ! command -v redis-server >/dev/null || ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null \
+		|| ! command -v chromium >/dev/null; then \
+		command -v apt-get >/dev/null || { echo "install redis-server, nginx and chromium (the tests run them)"; exit 1; }; \
+		echo "installing redis-server and nginx for tests/cluster/, chromium for tests/browser/"; \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx >/dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx chromium >/dev/null; \
 	fi
 	@mkdir -p $(@D) && touch $@
 
-test: $(STAMP) $(EVERYTHING) $(DEBIAN_PACKAGES) lint
+test: $(STAMP) $(EVERYTHING) $(DEBIAN_PACKAGES) $(LANGCHAIN) lint
 	$(BIN)/python -m pytest
 
 # The official MCP conformance suite against the in-process, command: and url: legs (and the SDK
@@ -67,6 +86,21 @@ bench: $(STAMP) $(if $(shell command -v npm),$(BENCH_NODE))
 # A few seconds of every benchmark scenario with every answer checked: proves the benchmark still runs.
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/bench.py --smoke
+
+# Mutation testing (tests/MUTANTS.md): mutmut over transport/, auth.py, hosting/ and handlers/mcp.py
+# with the quick tests ([mutmut] in setup.cfg), then the score per module. A full run takes hours on
+# two cores; MUTANTS='*__mutmut_*7' runs a fixed tenth, MUTANTS='mcp_tornado.auth.*' one module.
+# Results stay in mutants/, so a second run picks up where the first stopped.
+MUTANTS ?=
+MUTANTS_CHILDREN ?= 2
+MUTMUT := $(BIN)/mutmut
+
+$(MUTMUT): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
+
+mutants: $(MUTMUT)
+	$(MUTMUT) run --max-children $(MUTANTS_CHILDREN) $(foreach m,$(MUTANTS),'$(m)')
+	$(BIN)/python tools/mutation_score.py --survivors
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -61,7 +61,7 @@ from harness import (
 )
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
-SCENARIOS = ("tools_call", "sse", "stateless", "churn", "proxied", "idle", "reaping")
+SCENARIOS = ("tools_call", "sse", "stateless", "churn", "proxied", "idle", "reaping", "shared")
 
 CALL = '{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}'
 PROGRESS_CALL = (
@@ -460,6 +460,50 @@ class Bench:
                 f"vs the SDK without auth: {ratio(me.rate, bare.rate)}",
             )
         )
+
+    def scenario_shared(self) -> None:
+        """tools/call on a session kept in Redis (MCP_REDIS_URL) against one kept in memory, same
+        run; and two workers on Redis, unpinned (both CPUs, shared with wrk), as measured."""
+        print("\n== tools/call, session in Redis vs in memory (one worker each), and two workers", flush=True)
+        redis_server = shutil.which("redis-server")
+        if redis_server is None:
+            self.notes.append("shared: no redis-server (apt-get install redis-server): not run")
+            self.verdicts.append(Verdict("shared: Redis vs memory", "-", ">= 0.80x", None))
+            return
+        port = free_port()
+        cmd = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.start("redis", cmd, port=port)
+        url = f"redis://127.0.0.1:{port}/0"
+        directory = self.servers_dir("shared", {"bench.yaml": BENCH_YAML})
+        memory = self.gateway("mcp-tornado-memory", directory)
+        redis = self.gateway("mcp-tornado-redis", directory, {"MCP_REDIS_URL": url})
+        gw_port = free_port()
+        cmd = [PYTHON, "-m", "mcp_tornado", "serve", "--host", "127.0.0.1", "--port", str(gw_port)]
+        env = {**os.environ, "JWT_SECRET": self.secret, "MCP_REDIS_URL": url, "MCP_WORKERS": "2"}
+        two = spawn("mcp-tornado-redis-2-workers", [*cmd, "--servers-dir", str(directory)], self.tmp, env, gw_port)
+        self.procs.append(two)  # not pinned: two workers on one CPU would measure nothing
+        for proc in (memory, redis, two):
+            wait_until_up(proc, "/health")
+        peers = [
+            Peer("mcp-tornado, session in memory", memory, "/bench/mcp", self.auth("bench")),
+            Peer("mcp-tornado, session in Redis, 1 worker", redis, "/bench/mcp", self.auth("bench")),
+            Peer("mcp-tornado, session in Redis, 2 workers (unpinned)", two, "/bench/mcp", self.auth("bench")),
+        ]
+        for peer in peers:
+            asyncio.run(self.prepare(peer, session=True))
+        results = self.load(peers, self.args.duration, self.args.rounds, "shared")
+        if results is None:
+            self.verdicts.append(Verdict("shared: Redis vs memory", "-", ">= 0.80x", None))
+            return
+        base = results[peers[0].label].median
+        table = ["| server | rps | p99 | vs memory |", "| --- | ---: | ---: | ---: |"]
+        for peer in peers:
+            m = results[peer.label].median
+            table.append(f"| {peer.label} | {fmt_rate(m.rate)} | {m.p99_ms:.1f} ms | {ratio(m.rate, base.rate)} |")
+        self.sections.append("### tools/call, sessions in Redis (median round)\n\n" + "\n".join(table))
+        shared = results[peers[1].label].median
+        met = shared.rate >= 0.8 * base.rate
+        self.verdicts.append(Verdict("shared: Redis vs memory", ratio(shared.rate, base.rate), ">= 0.80x", met))
 
     def scenario_churn(self) -> None:
         print("\n== session churn: initialize + notifications/initialized + DELETE", flush=True)

@@ -11,31 +11,40 @@ import tornado.web
 from mcp_tornado.definitions import NAME_RULE
 from mcp_tornado.handlers.admin import ServerHandler, ServersHandler, TokensHandler
 from mcp_tornado.handlers.base import HostGuard, NotFoundHandler
-from mcp_tornado.handlers.health import HealthHandler, StatusPageHandler
+from mcp_tornado.handlers.console import console_routes
+from mcp_tornado.handlers.health import HealthHandler
 from mcp_tornado.handlers.legacy_sse import LegacyMessagesHandler, LegacyStreamHandler
 from mcp_tornado.handlers.mcp import McpHandler
-from mcp_tornado.handlers.metrics import MetricsHandler
+from mcp_tornado.handlers.metrics import GatewayCollector, MetricsHandler
 from mcp_tornado.handlers.oauth import WELL_KNOWN, ProtectedResourceHandler, RegistrationHandler
 from mcp_tornado.handlers.openapi import OpenApiHandler
+from mcp_tornado.handlers.tools_http import ToolCallHandler, ToolsDocumentHandler
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings, transport_security
-from mcp_tornado.telemetry import RequestCounter
+from mcp_tornado.telemetry import Telemetry
+from mcp_tornado.tracing import tracing_from
 from mcp_tornado.transport.legacy import LegacyConnections
 
 NAME = f"({NAME_RULE})"
 
 
 def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Application:
-    counter = RequestCounter()
-    mcp = {"registry": registry, "settings": settings, "counter": counter}
+    telemetry = Telemetry(tracing_from(settings))  # the app's own metrics registry, and tracing when asked for
+    telemetry.registry.register(GatewayCollector(registry, telemetry))  # gauges, read when scraped
+    mcp = {"registry": registry, "settings": settings, "telemetry": telemetry}
     admin = {"registry": registry, "settings": settings}
-    legacy = {**mcp, "connections": LegacyConnections()}
+    legacy = {
+        "registry": registry,
+        "settings": settings,
+        "counter": telemetry.requests,
+        "connections": LegacyConnections(),
+    }
     discovery = {"registry": registry, "settings": settings}
     return tornado.web.Application(
         [
             (r"/health", HealthHandler, {"registry": registry}),
-            (r"/", StatusPageHandler, {"registry": registry}),
-            (r"/metrics", MetricsHandler, {"registry": registry, "counter": counter}),
+            *console_routes(registry, settings),  # `/` and `/console/...`
+            (r"/metrics", MetricsHandler, {"registry": registry, "telemetry": telemetry}),
             (r"/servers", ServersHandler, admin),
             (r"/servers/([^/]+)", ServerHandler, admin),
             (r"/tokens", TokensHandler, admin),
@@ -44,6 +53,8 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
             (rf"/mcp/{NAME}", McpHandler, mcp),
             (rf"/{NAME}/sse", LegacyStreamHandler, legacy),
             (rf"/{NAME}/messages", LegacyMessagesHandler, legacy),
+            (rf"/{NAME}/openapi\.json", ToolsDocumentHandler, discovery),
+            (rf"/{NAME}/tools/([^/]+)", ToolCallHandler, discovery),
             (rf"{re.escape(WELL_KNOWN)}/{NAME}/(?:mcp|sse)", ProtectedResourceHandler, discovery),
             (rf"{re.escape(WELL_KNOWN)}/mcp/{NAME}", ProtectedResourceHandler, discovery),
             (r"/register", RegistrationHandler, discovery),
@@ -51,6 +62,7 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
         default_handler_class=NotFoundHandler,
         host_guard=_guard(settings),
         log_function=log_request,
+        telemetry=telemetry,  # `Gateway.stop` shuts its tracing down
         compress_response=False,  # SSE frames must leave as they are written
     )
 
@@ -61,17 +73,46 @@ def _guard(settings: Settings) -> HostGuard | None:
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log: failures always; successful MCP messages only at DEBUG, as they are the hot path."""
+    """Access log, one line a request with its id: failures always; successful MCP messages only
+    at DEBUG, as they are the hot path (nothing is formatted while DEBUG is off)."""
     status = handler.get_status()
+    access = tornado.log.access_log
     if status >= 500:
-        log = tornado.log.access_log.error
+        level = logging.ERROR
     elif status >= 400:
-        log = tornado.log.access_log.warning
+        level = logging.WARNING
     elif isinstance(handler, McpHandler | LegacyMessagesHandler):
-        if not tornado.log.access_log.isEnabledFor(logging.DEBUG):
+        if not access.isEnabledFor(logging.DEBUG):
             return
-        log = tornado.log.access_log.debug
+        level = logging.DEBUG
     else:
-        log = tornado.log.access_log.info
+        level = logging.INFO
     request = handler.request
-    log("%d %s %s (%s) %.2fms", status, request.method, request.uri, request.remote_ip, 1000.0 * request.request_time())
+    duration = 1000.0 * request.request_time()
+    request_id = getattr(handler, "request_id", None)
+    server = rpc_method = None
+    path_args = getattr(handler, "path_args", None)  # none when Tornado refused the method before routing
+    if isinstance(handler, McpHandler | LegacyMessagesHandler | LegacyStreamHandler) and path_args:
+        server = path_args[0]
+        rpc_method = handler.rpc_method if isinstance(handler, McpHandler) else None
+    extra = {
+        "request_id": request_id,
+        "server": server,
+        "method": request.method,
+        "rpc_method": rpc_method,
+        "status": status,
+        "duration_ms": round(duration, 3),
+        "remote_ip": request.remote_ip,
+    }
+    access.log(
+        level,
+        "%d %s %s%s (%s) %.2fms id=%s",
+        status,
+        request.method,
+        request.uri,
+        f" {rpc_method}" if rpc_method and not rpc_method.startswith("(") else "",
+        request.remote_ip,
+        duration,
+        request_id,
+        extra=extra,
+    )

@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--servers-dir", type=Path)
     serve.add_argument("--dev", action="store_true", help=f"secret kept in {DEV_SECRET}; print ready tokens")
     serve.add_argument("--workers", type=int, help="processes sharing the port (default 1; more need MCP_REDIS_URL)")
+    serve.add_argument("--log-format", choices=logs.LOG_FORMATS, help="text lines (default) or one JSON object a line")
     serve.set_defaults(run=_serve)
 
     token = sub.add_parser("token", help="print a JWT for a server, or an admin JWT")
@@ -91,9 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
         servers_dir=args.servers_dir,
         dev=args.dev or None,
         workers=args.workers,
+        log_format=args.log_format,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logs.install(logging.getLogger())  # clients can make us log at will: repeated lines are rate-limited
+    logs.configure(settings.log_format)  # rate-limited: clients can make us log at will
     if settings.jwt_secret and len(settings.jwt_secret.encode()) < auth.MIN_SECRET_BYTES:
         logging.getLogger("mcp_tornado").warning(
             "JWT_SECRET is shorter than %d bytes; HS256 wants at least that much (RFC 7518 3.2)", auth.MIN_SECRET_BYTES

@@ -4,7 +4,7 @@ Parsing keeps the line of every node, so each problem is reported as `file:line:
 The JSON Schema in `mcp_tornado/schema/server.schema.json` is the single description of the
 format (the server name rule included); this module only adds what a schema cannot say (valid
 tool schemas, key digests, a command line that splits) and types every backend's settings:
-`CommandSpec` for `command:`, `RemoteSpec` for `url:`, `app` for `app:`, the tools,
+`CommandSpec` for `command:`, `RemoteSpec` for `url:`, `MemberSpec` for `compose:`, `app` for `app:`, the tools,
 resources and prompts for an in-process server.
 
 Long because the format is one thing: every part of it is typed and checked here, and
@@ -28,6 +28,8 @@ import jsonschema
 import yaml
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
+from mcp_tornado import curation_rules
+from mcp_tornado.curation_rules import Curation
 from mcp_tornado.errors import DefinitionError
 
 _SHA256_ENTRY = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
@@ -127,6 +129,16 @@ class RemoteSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class MemberSpec:
+    """One member of a `compose:` server: a hosted server by route name, and the prefix its tool
+    and prompt names get on the composed route (`{prefix}{separator}{name}`; "" for none)."""
+
+    server: str
+    prefix: str
+    line: int | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class RateLimitSpec:
     """`rate_limit:` a server's own limits (requests a second, burst); None: the gateway's setting."""
 
@@ -161,6 +173,11 @@ class ServerSpec:
     app: str | None = None
     command: CommandSpec | None = None
     remote: RemoteSpec | None = None
+    compose: tuple[MemberSpec, ...] = ()  # `compose:` the members, in order (the first wins a collision)
+    # What the backend lists is curated by (`tools:`/`prompts:`/`resources:` mappings); an
+    # in-process server's own entries are curated here, at load, and this stays empty.
+    curation: Curation = curation_rules.NONE
+    separator: str = "_"  # between a member's prefix and its tool or prompt names
     document: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     lines: Mapping[Path_, int] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -242,16 +259,17 @@ def from_document(
             raise fail(("api_keys", i), f"api_keys.{i}: a sha256 entry needs 64 hex digits")
     tools = []
     seen: set[str] = set()
-    for i, raw in enumerate(document.get("tools", [])):
+    at, raws = _defined(document, "tools")  # a list, or a curation mapping's `define:` list
+    for i, raw in enumerate(raws):
         if raw["name"] in seen:
-            raise fail(("tools", i, "name"), f"tools.{i}.name: duplicate tool {raw['name']!r}")
+            raise fail((*at, i, "name"), f"{_dotted(at)}.{i}.name: duplicate tool {raw['name']!r}")
         seen.add(raw["name"])
         for key in ("inputSchema", "outputSchema"):
             if key in raw:
-                _check_json_schema(raw[key], fail, ("tools", i, key))
+                _check_json_schema(raw[key], fail, (*at, i, key))
         input_schema = raw.get("inputSchema", {"type": "object"})
         if input_schema.get("type") != "object":
-            raise fail(("tools", i, "inputSchema"), f"tools.{i}.inputSchema: type must be 'object'")
+            raise fail((*at, i, "inputSchema"), f"{_dotted(at)}.{i}.inputSchema: type must be 'object'")
         tools.append(
             ToolSpec(
                 name=raw["name"],
@@ -262,7 +280,7 @@ def from_document(
                 output_schema=raw.get("outputSchema"),
                 annotations=raw.get("annotations"),
                 scopes=tuple(raw.get("scopes", ())),
-                line=_line_of(lines, ("tools", i, "handler")),
+                line=_line_of(lines, (*at, i, "handler")),
             )
         )
     resources_ = tuple(
@@ -274,9 +292,9 @@ def from_document(
             mime_type=raw.get("mimeType"),
             text=raw.get("text"),
             handler=raw.get("handler"),
-            line=_line_of(lines, ("resources", i, "handler")),
+            line=_line_of(lines, (*_defined(document, "resources")[0], i, "handler")),
         )
-        for i, raw in enumerate(document.get("resources", []))
+        for i, raw in enumerate(_defined(document, "resources")[1])
     )
     templates = []
     for i, raw in enumerate(document.get("resource_templates", [])):
@@ -311,10 +329,16 @@ def from_document(
             ),
             messages=tuple((m["role"], m["text"]) for m in raw.get("messages", [])),
             handler=raw.get("handler"),
-            line=_line_of(lines, ("prompts", i, "handler")),
+            line=_line_of(lines, (*_defined(document, "prompts")[0], i, "handler")),
         )
-        for i, raw in enumerate(document.get("prompts", []))
+        for i, raw in enumerate(_defined(document, "prompts")[1])
     )
+    in_process = not _BACKEND_KEYS & document.keys()
+    known = {"tools": seen, "prompts": [p.name for p in prompts]} if in_process else None
+    curation = curation_rules.parse(document, fail, known)
+    if in_process:  # its own entries, curated once, here
+        tools, prompts, resources_, templates = _curated(curation, tools, prompts, resources_, templates)
+        seen, curation = {t.name for t in tools}, curation_rules.NONE
     tool_scopes: dict[str, tuple[str, ...]] = {
         str(tool): tuple(needed) for tool, needed in document.get("tool_scopes", {}).items()
     }
@@ -326,7 +350,7 @@ def from_document(
                 dict.fromkeys((*tool_scopes.get(tool_spec.name, ()), *tool_spec.scopes))
             )
     limits = document.get("rate_limit", {})
-    backend = next((kind for kind in ("app", "command", "url") if kind in document), "inprocess")
+    backend = next((kind for kind in ("app", "command", "url", "compose") if kind in document), "inprocess")
     command = _command(document, fail) if backend == "command" else None
     remote = (
         RemoteSpec(url=document["url"], headers=dict(document.get("headers", {})), lazy=document.get("start") == "lazy")
@@ -356,9 +380,81 @@ def from_document(
         app=document.get("app"),
         command=command,
         remote=remote,
+        compose=_members(document, str(name), fail, lines) if backend == "compose" else (),
+        separator=str(document.get("separator", "_")),
+        curation=curation,
         document=document,
         lines=lines,
     )
+
+
+_BACKEND_KEYS = frozenset({"app", "command", "url", "compose"})
+
+
+def _defined(document: Mapping[str, Any], kind: str) -> tuple[Path_, list[Any]]:
+    """An in-process server's own `kind` entries and where they are: `kind:` itself, or the
+    `define:` list of its curation mapping (`tools: {define: [...], exclude: [...]}`)."""
+    raw = document.get(kind, [])
+    return ((kind, "define"), raw.get("define", [])) if isinstance(raw, Mapping) else ((kind,), raw)
+
+
+def _dotted(path: Path_) -> str:
+    return ".".join(map(str, path))
+
+
+def _curated(
+    curation: Curation,
+    tools: list[ToolSpec],
+    prompts: tuple[PromptSpec, ...],
+    resources_: tuple[ResourceSpec, ...],
+    templates: list[ResourceTemplateSpec],
+) -> tuple[list[ToolSpec], tuple[PromptSpec, ...], tuple[ResourceSpec, ...], list[ResourceTemplateSpec]]:
+    """An in-process server's entries as its curation serves them: the others left out, renamed
+    ones under their new names (their handlers unchanged), overrides applied."""
+    if not curation.active:
+        return tools, prompts, resources_, templates
+
+    def overridden(entry: Any, served: str, fields: Mapping[str, Any]) -> Any:
+        changes: dict[str, Any] = {"name": served, **{k: v for k, v in fields.items() if k != "annotations"}}
+        if "annotations" in fields:
+            changes["annotations"] = {**(getattr(entry, "annotations", None) or {}), **fields["annotations"]}
+        return dataclasses.replace(entry, **changes)
+
+    return (
+        [overridden(*chosen) for chosen in curation.tools.select(tools, lambda t: t.name)],
+        tuple(overridden(*chosen) for chosen in curation.prompts.select(prompts, lambda p: p.name)),
+        tuple(r for r in resources_ if curation.resources.matches(r.uri)),
+        [t for t in templates if curation.resources.matches(t.uri_template)],
+    )
+
+
+def _members(document: Mapping[str, Any], name: str, fail: Any, lines: Mapping[Path_, int]) -> tuple[MemberSpec, ...]:
+    """`compose:` checked so that no two members' names can ever meet on the composed route: each
+    member once, never the server itself, and no member's `prefix + separator` the start of
+    another's (so a namespaced name belongs to at most one prefixed member). At most one member
+    may go unprefixed (`prefix: ""`); its names that start with another's prefix are hidden."""
+    separator = str(document.get("separator", "_"))
+    members: list[MemberSpec] = []
+    for i, raw in enumerate(document["compose"]):
+        server = raw if isinstance(raw, str) else raw["server"]
+        prefix = server if isinstance(raw, str) else raw.get("prefix", server)
+        where = ("compose", i) if isinstance(raw, str) else ("compose", i, "server")
+        if server == name:
+            raise fail(where, f"compose.{i}: {server!r} is this server itself")
+        if any(m.server == server for m in members):
+            raise fail(where, f"compose.{i}: {server!r} is a member already")
+        for other in members:
+            if prefix == "" and other.prefix == "":
+                raise fail(where, f"compose.{i}: only one member may go without a prefix ({other.server!r} does)")
+            mine, theirs = prefix + separator, other.prefix + separator
+            if prefix and other.prefix and (mine.startswith(theirs) or theirs.startswith(mine)):
+                raise fail(
+                    where,
+                    f"compose.{i}: prefix {prefix!r} collides with the prefix {other.prefix!r} of {other.server!r}: "
+                    f"names starting {min(mine, theirs, key=len)!r} would be ambiguous",
+                )
+        members.append(MemberSpec(server=server, prefix=prefix, line=_line_of(lines, where)))
+    return tuple(members)
 
 
 def _command(document: Mapping[str, Any], fail: Any) -> CommandSpec:

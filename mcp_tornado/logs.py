@@ -1,4 +1,6 @@
-"""`RateLimitFilter`: the same log line, repeated, is let through a few times per window, then counted.
+"""The gateway's log: repeated lines rate-limited, request ids, and one JSON object a line if asked.
+
+`RateLimitFilter`: the same log line, repeated, is let through a few times per window, then counted.
 
 Clients can make the gateway log at will (every 4xx is an access-log warning, every 500 an
 error with a traceback), so without a limit a flood of bad requests becomes a flood of log
@@ -9,12 +11,21 @@ Records below WARNING pass untouched, except the access log's (a client drives e
 those). Per key and window, `burst` records pass (`error_burst` at ERROR and above: rarer and more
 telling, but a 500 storm must not fill a disk either); the last one that passes says that more
 are being suppressed, and the first one after the window says how many were.
+
+`request_id(incoming)`: a request's id, the client's `X-Request-Id` when it is sane, else a new
+one. `JsonFormatter`: `--log-format json` (`MCP_LOG_FORMAT=json`), one object a line with time,
+level, logger and message, and the request's id, server, method, status and duration when the
+line is about a request (the access log's `extra`). `configure(format)` sets the root logger up.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -113,3 +124,57 @@ def install(target: logging.Handler | logging.Logger, limiter: RateLimitFilter |
     for handler in handlers:
         handler.addFilter(limiter)
     return limiter
+
+
+# A client's X-Request-Id is echoed and logged only when it is short and plain (a UUID, hex,
+# base64, `svc:1234`): nothing that could forge a log line or carry a payload.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=@-]{0,127}")
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def request_id(incoming: str | None) -> str:
+    """The id a request is logged and answered with: `incoming` when sane, else 16 random hex digits."""
+    if incoming is not None and SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return os.urandom(8).hex()
+
+
+# What the access log hands a line beside its message (`extra=`): JSON fields, in this order.
+REQUEST_FIELDS = ("request_id", "server", "method", "rpc_method", "status", "duration_ms", "remote_ip")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message, the request's fields
+    when the line is about one, and the exception's traceback as `exception`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = record.__dict__
+        for name in REQUEST_FIELDS:
+            value = fields.get(name)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure(log_format: str = "text", level: int = logging.INFO) -> None:
+    """The process's logging: the root logger at `level` on stderr, in `log_format`, rate-limited."""
+    logging.basicConfig(level=level, format=TEXT_FORMAT)
+    root = logging.getLogger()
+    if log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+    install(root)  # clients can make us log at will: repeated lines are rate-limited

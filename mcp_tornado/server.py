@@ -103,6 +103,9 @@ class Gateway:
 
     async def _close(self) -> None:
         await self.registry.stop()
+        tracing = self.app.settings["telemetry"].tracing
+        if tracing is not None:  # the spans still queued go out (the exporter blocks: off the loop)
+            await asyncio.to_thread(tracing.shutdown)
         if self._http is not None:
             await self._http.close_all_connections()
             self._http = None

@@ -114,6 +114,9 @@ class Settings:
     # Which worker this process is (0 to workers - 1), set by the supervisor, never from the
     # environment: `/health` and `/metrics` say it, so a client can tell who answered.
     worker_id: int = 0
+    # -- observability (issue 10) -----------------------------------------------------------------
+    # The log's form: "text" lines, or "json", one object a line (`serve --log-format`).
+    log_format: str = "text"
     dev: bool = False
     # The environment `${VAR}` in definitions is expanded from (a child's env, an upstream's
     # headers): the one `from_environ` was given, so tests and embedders pass their own.
@@ -184,6 +187,13 @@ def _boolean(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("expected text or json")
+    return value
+
+
 def _names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -233,6 +243,7 @@ _ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("MCP_TOKEN_MAX_TTL", "token_max_ttl", _duration),
     ("MCP_WORKERS", "workers", _integer),
     ("MCP_REDIS_URL", "redis_url", str),
+    ("MCP_LOG_FORMAT", "log_format", _log_format),
 )
 
 

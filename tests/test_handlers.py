@@ -213,9 +213,9 @@ async def test_metrics_count_requests_and_show_sessions(http_client, base_url):
     response = await http_client.fetch(f"{base_url}/metrics")
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = response.body.decode()
-    assert 'mcp_tornado_http_requests_total{server="everything",method="POST",status="200"} 1' in text
-    assert 'mcp_tornado_http_requests_total{server="(unknown)",method="POST",status="404"} 1' in text
-    assert 'mcp_tornado_sessions{server="everything",kind="inprocess"} 1' in text
+    assert 'mcp_tornado_http_requests_total{method="POST",server="everything",status="200"} 1.0' in text
+    assert 'mcp_tornado_http_requests_total{method="POST",server="(unknown)",status="404"} 1.0' in text
+    assert 'mcp_tornado_sessions{kind="inprocess",server="everything"} 1.0' in text
     assert "plain-key" not in text
 
 

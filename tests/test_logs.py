@@ -1,14 +1,27 @@
-"""RateLimitFilter on a real logger: a flood of one line becomes a few lines and a count."""
+"""The gateway's log: `RateLimitFilter` on a real logger (a flood of one line becomes a few lines
+and a count), and a real `mcp-tornado serve` logging one line a request with its id, as text or
+as JSON (`--log-format json`, `MCP_LOG_FORMAT=json`)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx2
 import pytest
 
 from mcp_tornado import logs
+from tests.conftest import SECRET
+from tests.e2e.wire import headers, init_body
 
 
 class Clock:
@@ -184,3 +197,72 @@ def test_threads_share_one_allowance(handler):
     assert len(handler.lines) == 50
     window = next(iter(limiter._windows.values()))
     assert window.passed + window.suppressed == 8 * 2000
+
+
+# -- one line a request, with its id; `--log-format json` ---------------------------------------
+
+
+@contextlib.contextmanager
+def gateway_process(servers_dir: Path, *flags: str, environ: dict[str, str] | None = None) -> Iterator[Any]:
+    """`mcp-tornado serve` as a child process; yields (base URL, a function returning its stderr once stopped)."""
+    env = {**os.environ, "JWT_SECRET": SECRET, "MCP_LOG_FORMAT": "", **(environ or {})}
+    command = [sys.executable, "-m", "mcp_tornado", "serve", "--port", "0", "--servers-dir", str(servers_dir), *flags]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        announced = proc.stdout.readline()  # "mcp-tornado 0.1.0 on http://127.0.0.1:PORT", or "" if it died
+        assert " on http://" in announced, proc.communicate(timeout=30)
+        base_url = announced.rsplit(" ", 1)[1].strip()
+
+        def stderr() -> list[str]:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+            return err.splitlines()
+
+        yield base_url, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize("how", [("--log-format", "json"), ("MCP_LOG_FORMAT=json",)])
+def test_json_logs_are_one_object_a_line_with_the_request_id_the_response_carries(servers_dir, how):
+    flags, environ = (how, {}) if how[0].startswith("--") else ((), dict([how[0].split("=")]))
+    with gateway_process(servers_dir, *flags, environ=environ) as (base_url, stop):
+        with httpx2.Client() as http:
+            health = http.get(f"{base_url}/health", headers={"X-Request-Id": "req-7f3a:42"})
+            refused = http.post(f"{base_url}/everything/mcp", json=init_body(), headers=headers())
+            forged = http.get(f"{base_url}/health", headers={"X-Request-Id": "evil\tid with spaces"})
+        lines = stop()
+    assert health.headers["X-Request-Id"] == "req-7f3a:42"  # a sane id is the client's own
+    assert refused.status_code == 401 and len(refused.headers["X-Request-Id"]) == 16  # none sent: ours
+    assert "evil" not in forged.headers["X-Request-Id"]  # one that is not sane is replaced
+    records = [json.loads(line) for line in lines if line.strip()]  # every line is one JSON object
+    assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+    by_id = {record.get("request_id"): record for record in records if record["logger"] == "tornado.access"}
+    assert by_id["req-7f3a:42"]["level"] == "INFO"
+    assert by_id["req-7f3a:42"]["method"] == "GET" and by_id["req-7f3a:42"]["status"] == 200
+    assert by_id["req-7f3a:42"]["duration_ms"] >= 0
+    mcp = by_id[refused.headers["X-Request-Id"]]
+    assert (mcp["level"], mcp["server"], mcp["rpc_method"], mcp["status"]) == (
+        "WARNING",
+        "everything",
+        "initialize",
+        401,
+    )
+    assert forged.headers["X-Request-Id"] in by_id
+    assert any(record["message"].startswith("everything: serving") for record in records)
+
+
+def test_text_logs_carry_the_request_id_too(servers_dir):
+    with gateway_process(servers_dir) as (base_url, stop):
+        refused = httpx2.post(f"{base_url}/everything/mcp", json=init_body(), headers=headers())
+        odd = httpx2.request("PROPFIND", f"{base_url}/everything/mcp")  # refused by Tornado before routing
+        lines = stop()
+    assert odd.status_code == 405
+    propfind = [line for line in lines if " 405 PROPFIND /everything/mcp (127.0.0.1) " in line]
+    assert len(propfind) == 1 and propfind[0].endswith(f"id={odd.headers['X-Request-Id']}"), lines
+    access = [line for line in lines if "tornado.access" in line and "POST /everything/mcp" in line]
+    assert len(access) == 1 and access[0].endswith(f"id={refused.headers['X-Request-Id']}"), access
+    assert " WARNING tornado.access: 401 POST /everything/mcp initialize (127.0.0.1) " in access[0]

@@ -4,7 +4,7 @@ that does not say why it is long. Run by `make lint`.
 The layers, bottom to top (README, "Development"); each may import its own and lower ones:
 
     bottom     definitions, auth, errors, settings, importer, logs, request_info, compat, telemetry, expansion,
-               rate_limit, keys, keyring, revocations, watched_file
+               rate_limit, keys, keyring, revocations, watched_file, curation_rules
     transport  the MCP wire of one session, the session table, SSE framing and buffers
     backends   in-process, app, stdio, remote, supervisor (never transport: it declares Protocols)
     hosting    registry, hosted server, watcher, store: transport and backends combined
@@ -31,12 +31,14 @@ BOTTOM = {
     "request_info",
     "compat",
     "telemetry",
+    "tracing",
     "rate_limit",
     "expansion",
     "keys",
     "keyring",
     "revocations",
     "watched_file",
+    "curation_rules",
 }
 TOP = {"app", "server", "http_server", "workers", "cli", "__main__"}
 RANK = {"bottom": 0, "transport": 1, "backends": 1, "hosting": 2, "handlers": 3, "top": 4}

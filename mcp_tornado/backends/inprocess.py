@@ -115,9 +115,11 @@ class InProcessBackend(Backend):
             "on_completion": self._complete,
             # Lets 2026-07-28 requests check Mcp-Param-* headers without running tools/list.
             "get_tool_input_schema": schemas.get,
+            # Even with no tools: `tools/list` answers an empty list rather than "Method not
+            # found", which multi-server clients (langchain-mcp-adapters' get_tools()) ask every server.
+            "on_list_tools": self._list_tools,
+            "on_call_tool": self._call_tool,
         }
-        if spec.tools:
-            handlers.update(on_list_tools=self._list_tools, on_call_tool=self._call_tool)
         if spec.resources or spec.resource_templates:
             handlers.update(
                 on_list_resources=self._list_resources,

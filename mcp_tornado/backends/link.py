@@ -24,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INTERNAL_ERROR
 
+from mcp_tornado import tracing
 from mcp_tornado.backends.context import may_log
 from mcp_tornado.backends.supervisor import Life, Supervisor
 
@@ -56,7 +57,9 @@ class UpstreamLink:
             raise MCPError(code=INTERNAL_ERROR, message=f"{self.supervisor.name} is {self.supervisor.state.value}")
         self.callers.append(ctx)
         try:
-            yield client
+            name = self.supervisor.name
+            with tracing.client_span(f"{ctx.method} {name}", _span_attributes(ctx, name)):
+                yield client
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
             self.supervisor.kick()
             raise MCPError(code=INTERNAL_ERROR, message=f"{self.supervisor.name} is unreachable") from exc
@@ -65,6 +68,7 @@ class UpstreamLink:
 
     async def _live(self, life: Life) -> None:
         """One life of the connection, for the supervisor."""
+        tracing.untraced()  # started by whichever request came first: not part of its trace
         async with contextlib.AsyncExitStack() as stack:
             read, write = await stack.enter_async_context(self._connect())
             read = await stack.enter_async_context(_watched(read, life.end))
@@ -133,6 +137,12 @@ class UpstreamLink:
             await ctx.session.send_notification(notification, related_request_id=ctx.request_id)
         if not self.callers:
             logger.debug("%s: upstream log outside any call: %s", self.supervisor.name, params.data)
+
+
+def _span_attributes(ctx: ServerRequestContext[Any, Any], server: str) -> dict[str, Any]:
+    """What an upstream call's trace span says: the server, the method, the tool."""
+    tool = ctx.params.get("name") if ctx.method == "tools/call" and ctx.params else None
+    return {"mcp_tornado.server": server, "mcp.method.name": ctx.method, "gen_ai.tool.name": tool}
 
 
 @contextlib.asynccontextmanager

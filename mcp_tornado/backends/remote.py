@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_tornado import tracing
 from mcp_tornado.backends.link import CONNECT_TIMEOUT
 from mcp_tornado.backends.relay import StatelessRelay
 from mcp_tornado.backends.upstream import UpstreamBackend
@@ -40,6 +41,8 @@ class RemoteBackend(UpstreamBackend):
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[tuple[Any, Any]]:
         timeout = httpx2.Timeout(self.spec.timeout, connect=CONNECT_TIMEOUT)
-        async with httpx2.AsyncClient(headers=self.headers, timeout=timeout) as http:
+        # Each request carries the calling request's trace context, when traced (`traceparent`).
+        hooks = {"request": [tracing.inject_request]}
+        async with httpx2.AsyncClient(headers=self.headers, timeout=timeout, event_hooks=hooks) as http:
             async with streamable_http_client(self.url, http_client=http) as streams:
                 yield streams

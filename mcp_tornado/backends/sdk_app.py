@@ -8,13 +8,17 @@ to `stop()`.
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_tornado.backends.base import Backend
+from mcp_tornado.backends.curation import Curator, curated
 from mcp_tornado.compat import lowlevel_server
 from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import DefinitionError
@@ -37,11 +41,15 @@ class SdkAppBackend(Backend):
         else:
             problem = f"app: {spec.app} is a {type(app).__name__}, not an MCPServer or a lowlevel Server"
             raise DefinitionError(spec.source, _line(spec), problem, field="app")
-        super().__init__(server, list_changed=True)  # a reload of its module changes its lists, and we say so
+        if server.get_request_handler("tools/list") is None:
+            server = _listing_no_tools(server)
+        # A reload of its module changes its lists, and we say so; a curation shows its own view.
+        super().__init__(curated(server, spec.curation), list_changed=True)
         self._app = app
         self.request_timeout = spec.timeout
         self.modules = frozenset({spec.app.partition(":")[0]})
         self._lifespan: contextlib.AsyncExitStack | None = None
+        self._curator = Curator(spec.curation)
 
     async def catalog(self) -> dict[str, Any] | None:
         if not isinstance(self._app, MCPServer):
@@ -52,7 +60,11 @@ class SdkAppBackend(Backend):
             "resources": await app.list_resources(),
             "prompts": await app.list_prompts(),
         }
-        return {kind: [item.model_dump(mode="json") for item in items] for kind, items in listed.items()}
+        methods = {"tools": "tools/list", "resources": "resources/list", "prompts": "prompts/list"}
+        return {
+            kind: self._curator.result(methods[kind], {kind: [item.model_dump(mode="json") for item in items]})[kind]
+            for kind, items in listed.items()
+        }
 
     async def start(self) -> None:
         stack = contextlib.AsyncExitStack()
@@ -65,6 +77,24 @@ class SdkAppBackend(Backend):
             stack, self._lifespan = self._lifespan, None
             await stack.aclose()
         await super().stop()
+
+
+def _listing_no_tools(server: Server[Any]) -> Server[Any]:
+    """`server` (a lowlevel one without tools) answering `tools/list` with an empty list rather
+    than "Method not found": multi-server clients (langchain-mcp-adapters' `get_tools()`) ask
+    every server. A shallow copy with one more middleware (the SDK's documented way to wrap
+    requests), so the user's object is left as it is; its capabilities still declare no tools."""
+
+    async def no_tools(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "tools/list":
+            return await call_next(ctx)
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return {"tools": [], "resultType": "complete"}
+        return {"tools": []}
+
+    listing = copy.copy(server)
+    listing.middleware = [*server.middleware, no_tools]
+    return listing
 
 
 def _line(spec: ServerSpec) -> int | None:

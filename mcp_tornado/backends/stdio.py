@@ -5,7 +5,8 @@ stdin, waits, then terminates its whole process tree (SIGTERM, SIGKILL after a g
 so a removed, changed or crashed server never leaves a zombie or an orphan behind. On Linux
 the command runs under `guard.py`, which takes the child's whole tree down with the gateway
 even when the gateway is killed outright and closes nothing. The child's stderr goes to our
-log, one line at a time, prefixed with the server's name.
+log, one line at a time, prefixed with the server's name; its last lines (`StderrTail`) are
+shown to admins.
 
 `${VAR}` in the command line and `env` is expanded from the operator's listed variables
 (`mcp_tornado.expansion`); `cwd` must stay inside `servers.d/` (a definition problem otherwise).
@@ -26,6 +27,7 @@ from typing import Any
 
 from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 
+from mcp_tornado.backends.stderr_tail import StderrTail
 from mcp_tornado.backends.upstream import UpstreamBackend
 from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import DefinitionError
@@ -50,6 +52,12 @@ class StdioBackend(UpstreamBackend):
         spawned = guarded(argv)
         self._spawn = self.params.model_copy(update={"command": spawned[0], "args": spawned[1:]})
         super().__init__(spec, lazy=command.lazy, per_session=command.per_session, max_links=command.max_processes)
+        # The last lines its children wrote to stderr (every child of the route, across restarts).
+        self.stderr = StderrTail()
+
+    def describe(self) -> dict[str, Any]:
+        """As every upstream, plus the last lines of stderr (admin views only: `/health` skips it)."""
+        return {**super().describe(), "stderr": self.stderr.lines()}
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[tuple[Any, Any]]:
@@ -57,7 +65,7 @@ class StdioBackend(UpstreamBackend):
             _check_program(self.params)
         read_fd, write_fd = os.pipe()
         errlog = os.fdopen(write_fd, "w")
-        lines = asyncio.ensure_future(_log_lines(read_fd, self.spec.name))
+        lines = asyncio.ensure_future(_log_lines(read_fd, self.spec.name, self.stderr))
         try:
             async with stdio_client(self._spawn, errlog=errlog) as streams:
                 errlog.close()  # the child holds its own copy; ours would keep the pipe open forever
@@ -114,13 +122,14 @@ def _check_program(params: StdioServerParameters) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
-async def _log_lines(fd: int, name: str) -> None:
-    """Copy a child's stderr to the log until it closes."""
+async def _log_lines(fd: int, name: str, tail: StderrTail) -> None:
+    """Copy a child's stderr to the log (and its last lines to `tail`) until it closes."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb"))
     try:
         while line := await reader.readline():
+            tail.add(line)
             logger.info("%s: %s", name, line.decode(errors="replace").rstrip())
     finally:
         transport.close()

@@ -34,6 +34,7 @@ from mcp_types import (
 )
 
 from mcp_tornado.backends.base import Backend, own_server
+from mcp_tornado.backends.curation import curated
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
 from mcp_tornado.backends.link_pool import LinkPool, wait_for
 from mcp_tornado.definitions import ServerSpec
@@ -140,6 +141,8 @@ class UpstreamBackend(Backend):
                 on_call_tool=self._call_tool,
                 get_tool_input_schema=self._tool_schemas.get,
             )
+        else:  # no tools: `tools/list` is an empty list, not "Method not found" (multi-server clients ask everyone)
+            handlers.update(on_list_tools=_no_tools)
         if caps is None or caps.resources is not None:
             handlers.update(
                 on_list_resources=self._forward(lambda c, p: c.list_resources(params=p)),
@@ -162,7 +165,7 @@ class UpstreamBackend(Backend):
         info = learned.server_info if learned is not None else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging/setLevel is still a 2025 method
-            return own_server(
+            server = own_server(
                 Server(
                     info.name if info is not None else self.spec.name,
                     version=info.version if info is not None else self.spec.version,
@@ -172,6 +175,7 @@ class UpstreamBackend(Backend):
                     **handlers,
                 )
             )
+        return curated(server, self.spec.curation)  # `tools: {include, exclude, rename, ...}`
 
     def _forward(self, call: Callable[[ClientSession, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def handler(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
@@ -282,6 +286,10 @@ def _without_envelope(params: Any) -> Any:
         return params
     kept = {key: value for key, value in meta.items() if key not in _ENVELOPE}
     return params.model_copy(update={"meta": kept or None})
+
+
+async def _no_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListToolsResult:
+    return types.ListToolsResult(tools=[])
 
 
 def _session_lost(exc: MCPError) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from mcp_tornado import auth
 from mcp_tornado import definitions as specs
 from mcp_tornado.errors import BadRequest, Conflict, DefinitionError, MethodNotAllowed, NotFound, Unauthorized
+from mcp_tornado.handlers import tools_http
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.hosting import store
 from mcp_tornado.hosting.hosted import HostedServer
@@ -96,11 +97,18 @@ class ServerHandler(AdminHandler):
             raise BadRequest("name: must match [A-Za-z0-9][A-Za-z0-9_-]{0,63}", field="name")
         return name
 
-    def get(self, name: str) -> None:
+    async def get(self, name: str) -> None:
         hosted = self.registry.get(self._name(name))
         if hosted is None:
             raise NotFound(f"no server {name!r}")
-        self.write_json(self.describe(hosted))
+        described = self.describe(hosted)
+        if described.get("kind") != "inprocess":  # its tools are not in its file: ask what it serves
+            served = await tools_http.served_tools(hosted)
+            if served is not None:
+                described["tools"] = served
+        if described.get("kind") in ("command", "url"):
+            described["upstream"] = _upstream_identity(hosted)
+        self.write_json(described)
 
     async def post(self, name: str) -> None:
         path = self._file_for(self._name(name))
@@ -156,6 +164,15 @@ class ServerHandler(AdminHandler):
         logger.info("management API: %s %s server %r (file %s)", self.who, action, name, target)
         self.set_header("Location", f"/servers/{name}")
         self.write_json(self.describe(hosted), status=status)
+
+
+def _upstream_identity(hosted: HostedServer) -> dict[str, Any] | None:
+    """A child's or remote upstream's own name, title and version, once it has said them."""
+    backend = hosted.backend
+    info = backend.init_options
+    if info is backend.default_init_options:
+        return None  # not connected yet
+    return {"name": info.server_name, "title": info.title, "version": info.server_version}
 
 
 class TokensHandler(AdminHandler):

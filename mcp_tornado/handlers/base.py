@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +25,7 @@ import tornado.web
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.requests import Request
 
+from mcp_tornado import logs
 from mcp_tornado.errors import Forbidden, GatewayError, MisdirectedRequest
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ CORS_REQUEST_HEADERS = (
     "Mcp-Method",
     "Mcp-Name",
 )
-# What it reads: the session id, a 401's challenge, the revision, and how long to back off (429, 503).
-CORS_EXPOSED_HEADERS = "Mcp-Session-Id, WWW-Authenticate, MCP-Protocol-Version, Retry-After"
+# What it reads: the session id, a 401's challenge, the revision, how long to back off (429, 503), the request id.
+CORS_EXPOSED_HEADERS = "Mcp-Session-Id, WWW-Authenticate, MCP-Protocol-Version, Retry-After, X-Request-Id"
 # Seconds a browser may reuse a preflight's answer; Chromium caps it at two hours anyway.
 CORS_MAX_AGE = 7200
 # `Mcp-Param-<token>` (a tool argument mirrored into a header, 2026-07-28): the RFC 9110 token
@@ -57,9 +57,13 @@ class BaseHandler(tornado.web.RequestHandler):
     cors = True  # whether browsers on allowed origins may call the route (once it checks Host/Origin)
     _origin_checked = False
     _cors_origin: str | None = None  # the request's Origin, once the check allowed it
+    request_id = ""  # the client's sane X-Request-Id, else ours: logged, and answered in X-Request-Id
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
+        if not self.request_id:
+            self.request_id = logs.request_id(self.request.headers.get(logs.REQUEST_ID_HEADER))
+        self.set_header(logs.REQUEST_ID_HEADER, self.request_id)
         if self._cors_origin is not None:  # also after an error cleared the headers: a 401 stays readable
             self._set_cors_headers(self._cors_origin)
 
@@ -121,7 +125,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError | tornado.web.HTTPError):
             return super().log_exception(typ, value, tb) if isinstance(value, tornado.web.HTTPError) else None
-        self._error_id = secrets.token_hex(6)
+        self._error_id = self.request_id
         logger.error(
             "request %s failed: %s %s", self._error_id, self.request.method, self.request.uri, exc_info=(typ, value, tb)
         )

@@ -1,6 +1,7 @@
-"""`GET /health` (machines) and `GET /` (people): what runs, how it is, no secrets.
+"""`GET /health`: what runs, how it is, no secrets (the console at `/` shows the same to people:
+`handlers/console.py`).
 
-Both are public, so neither shows a detail: no file path, no exception text, no definition
+It is public, so it shows no detail: no file path, no exception text, no definition
 problem beyond how many there are. Those are in the log and in the management API (`GET /servers`).
 """
 
@@ -9,8 +10,6 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
-
-import tornado.template
 
 from mcp_tornado import __version__
 from mcp_tornado.backends.state import BackendState
@@ -49,28 +48,3 @@ class HealthHandler(BaseHandler):
 
     def get(self) -> None:
         self.write_json(status(self.registry))
-
-
-_PAGE = tornado.template.Template(
-    """<!doctype html>
-<html><head><meta charset="utf-8"><title>mcp-tornado</title>
-<style>body{font:15px system-ui;margin:2em}td,th{padding:.3em 1em;text-align:left}</style></head>
-<body><h1>mcp-tornado {{ s["version"] }}</h1>
-<p>Status: <b>{{ s["status"] }}</b>, up {{ s["uptime_seconds"] }} s.</p>
-<table><tr><th>server</th><th>route</th><th>kind</th><th>state</th><th>sessions</th></tr>
-{% for name, info in s["servers"].items() %}<tr><td>{{ name }}</td><td><code>/{{ name }}/mcp</code></td>
-<td>{{ info["kind"] }}</td><td>{{ info["state"] }}</td><td>{{ info["sessions"] }}</td></tr>{% end %}
-</table>
-{% if s["problems"] %}<h2>Definitions with problems: {{ s["problems"] }}</h2>
-<p>Which files, and why, is in the log and in <code>GET /servers</code>, for admins.</p>{% end %}
-</body></html>"""
-)
-
-
-class StatusPageHandler(BaseHandler):
-    def initialize(self, registry: ServerRegistry) -> None:
-        self.registry = registry
-
-    def get(self) -> None:
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(_PAGE.generate(s=status(self.registry)))

@@ -39,7 +39,8 @@ from mcp_tornado.handlers.sse_response import SseResponse
 from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings
-from mcp_tornado.telemetry import RequestCounter
+from mcp_tornado.telemetry import UNKNOWN_SERVER, Telemetry, rpc_method_of, tool_name_of
+from mcp_tornado.tracing import end_request
 from mcp_tornado.transport import jsonrpc
 from mcp_tornado.transport.exchange import JsonAnswer
 from mcp_tornado.transport.session import Session
@@ -69,13 +70,22 @@ class McpHandler(BaseHandler):
     _gone = False
     _scope: anyio.CancelScope | None = None
     _sse: SseResponse | None = None
+    _messages: list[Any] | None = None  # what the POST carried, once parsed (for metrics and traces)
+    _session_id: str | None = None  # a session this request opened
+    _span: Any = None  # the request's trace span, when tracing is on
 
-    def initialize(self, registry: ServerRegistry, settings: Settings, counter: RequestCounter) -> None:
+    def initialize(self, registry: ServerRegistry, settings: Settings, telemetry: Telemetry) -> None:
         self.registry = registry
         self.settings_ = settings
-        self.counter = counter
+        self.telemetry = telemetry
 
     def prepare(self) -> Awaitable[None] | None:
+        if self.telemetry.tracing is not None:  # the one test tracing costs while it is off
+            self._span = self.telemetry.tracing.start_request(
+                self.request.headers,
+                f"{self.request.method} {self.request.path}",
+                {"mcp_tornado.server": self.path_args[0], "http.request.method": self.request.method or ""},
+            )
         if not self.host_and_origin_known():  # known pairs are checked without a coroutine (hot path)
             return self._check_then_prepare()
         self._prepare_body()
@@ -123,11 +133,13 @@ class McpHandler(BaseHandler):
             await self._send(answer)
             return
         messages, batch = jsonrpc.parse(body, self.settings_.max_batch)
+        self._messages = messages
         opening = not batch and isinstance(messages[0], JSONRPCRequest) and messages[0].method == "initialize"
         if opening and not self.request.headers.get(SESSION_HEADER):
             session, answer = await hosted.initialize(self._principal(hosted), messages[0], self._open_sse, address)
             if session is not None:
                 self.set_header(SESSION_HEADER, session.id)
+                self._session_id = session.id
             await self._send(answer)
             return
         if any(isinstance(m, JSONRPCRequest) and m.method == "initialize" for m in messages):
@@ -153,8 +165,12 @@ class McpHandler(BaseHandler):
             resumed = session.stream_for_resume(int(last_event_id))
             if resumed is not None:  # an id we no longer (or never) had: a fresh stream, no replay
                 stream, replay_after = resumed, int(last_event_id)
-        if stream.attached and replay_after is None:  # a resume (Last-Event-ID) takes the stream over
-            raise Conflict("this session already has an open stream")
+        if stream.attached and replay_after is None and (hosted.shared is None or last_event_id is None):
+            raise Conflict("this session already has an open stream")  # a resume takes the stream over
+        if hosted.shared is not None and replay_after is None:  # the GET stream is in the shared store
+            sse = await hosted.shared.serve_get(hosted, session, last_event_id, self._open_sse)
+            await sse.done
+            return
         sse = self._open_sse()
         stream.attach(sse, replay_after=replay_after)
         if replay_after is None:
@@ -289,4 +305,20 @@ class McpHandler(BaseHandler):
         # No path_args when Tornado refused the request before routing it (an unknown method: 405).
         path_args = getattr(self, "path_args", None)
         name = path_args[0] if path_args else ""
-        self.counter.count(name if name in self.registry else "(unknown)", self.request.method or "", self.get_status())
+        status, http_method = self.get_status(), self.request.method or ""
+        server = name if name in self.registry else UNKNOWN_SERVER
+        self.telemetry.observe(server, http_method, self.rpc_method, status, self.request.request_time())
+        if self._span is not None:
+            end_request(
+                self._span,
+                http_method=http_method,
+                rpc_method=self.rpc_method,
+                tool=tool_name_of(self._messages, self.request.headers),
+                session_id=self._session_id or self.request.headers.get(SESSION_HEADER),
+                status=status,
+            )
+
+    @property
+    def rpc_method(self) -> str:
+        """The JSON-RPC method this request carried, as a bounded label (see `telemetry.rpc_method_of`)."""
+        return rpc_method_of(self.request.method, self._messages, self.request.headers)

@@ -56,6 +56,11 @@ SCHEMAS: dict[str, Any] = {
             "resources": _STRINGS,
             "prompts": _STRINGS,
             "routes": _STRINGS,
+            "upstream": {
+                "type": ["object", "null"],
+                "description": "a command: or url: server's own name, title and version, once connected",
+                "properties": {"name": {"type": "string"}, "title": _NULLABLE_STRING, "version": {"type": "string"}},
+            },
             "abandoned_threads": {"type": "integer", "minimum": 0},
             "abandoned_threads_total": {"type": "integer", "minimum": 0},
             "max_abandoned_threads": {"type": "integer", "minimum": 1},

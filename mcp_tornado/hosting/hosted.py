@@ -29,6 +29,8 @@ from mcp_types import INVALID_PARAMS, JSONRPCRequest
 
 from mcp_tornado.auth import ApiKeys, Principal, anonymous, require_server
 from mcp_tornado.backends.base import Backend
+from mcp_tornado.backends.composed import Follower
+from mcp_tornado.backends.curation import Curator
 from mcp_tornado.backends.relay import StatelessRelay
 from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import (
@@ -40,6 +42,7 @@ from mcp_tornado.errors import (
     Unauthorized,
     Unavailable,
 )
+from mcp_tornado.hosting.shared_sessions import SharedSessions
 from mcp_tornado.rate_limit import RateLimiter
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport import jsonrpc, stateless
@@ -67,10 +70,13 @@ class HostedServer:
         settings: Settings,
         verify: Callable[[str], Principal],
         revoked: Callable[[str | None], bool] = lambda token_id: False,
+        shared: SharedSessions | None = None,
     ) -> None:
         """`verify(token)` checks a bearer token (raising `Unauthorized`) and says who it speaks for;
-        `revoked(jti)` says whether a token id was revoked since (its sessions then end)."""
+        `revoked(jti)` says whether a token id was revoked since (its sessions then end);
+        `shared`: the session store all workers share (MCP_REDIS_URL), None for memory only."""
         self._revoked = revoked
+        self.shared = shared
         self.name = spec.name
         self.spec = spec
         self.backend = backend
@@ -88,10 +94,17 @@ class HostedServer:
         self._ending: set[asyncio.Task[None]] = set()  # sessions being ended by their expiry timers
         # What a caller with these scopes is served by: the backend, or a view that hides tools.
         self._views: dict[frozenset[str], ServedBackend] = {}
+        # The definition's curation, for 2026-07-28 requests relayed to the upstream as they are.
+        self._curator = Curator(spec.curation) if spec.curation.active else None
+        # Counts the backend's `notifications/tools/list_changed`: what is cached from the tool
+        # list (the route's OpenAPI document, handlers/tools_http.py) is keyed on it.
+        self.tools_generation = 0
         limits, burst = spec.rate_limit, spec.rate_limit.burst or settings.rate_limit_burst
         self._per_identity = _limiter(limits.per_identity or settings.rate_limit_per_identity, burst)
         self._per_address = _limiter(limits.per_address or settings.rate_limit_per_address, burst)
         backend.publish = self.publish
+        # Composed servers over this one: told what it tells its sessions (backends/composed.py).
+        self.followers: set[Follower] = set()
 
     async def ready(self, session: Session | None = None) -> None:
         """Raises `Unavailable` (503 with Retry-After) while the backend (or this session's own
@@ -212,6 +225,12 @@ class HostedServer:
         if not session.connection.initialize_accepted:
             await self.end_session(session)
             return None, answer
+        if self.shared is not None:
+            try:
+                await self.shared.created(self, session)
+            except Unavailable:
+                await self.drop_session(session)
+                raise
         return session, answer
 
     async def resume(self, session_id: str, token: str | None) -> tuple[Session, Principal]:
@@ -226,6 +245,8 @@ class HostedServer:
         Raises `NotFound` (unknown or ended), `Unauthorized`, `Forbidden` or `TooManyRequests`.
         """
         session = self.sessions.get(session_id)
+        if self.shared is not None:  # this worker's copy, or one rebuilt from the shared store
+            session = await self.shared.resume(self, session_id, session, token)
         principal = session.principal if session is not None else None
         if token is not None and (session is None or token != session.principal.token):
             principal = self._verify(token)
@@ -264,7 +285,10 @@ class HostedServer:
         if not requests:
             return ACCEPTED
         with self.admit(len(requests), session):
-            return await session.serve(requests, open_sink, batch=batch)
+            answer = await session.serve(requests, open_sink, batch=batch)
+        if self.shared is not None:
+            await self.shared.observe(self, session, requests)
+        return answer
 
     async def serve_stateless(
         self,
@@ -287,7 +311,9 @@ class HostedServer:
         with self.admit(1):
             relay = self.backend.relay
             # Passed through as it is only when nothing needs hiding from the upstream's answer.
-            if relay is not None and served is self.backend and await relay.speaks_modern():
+            # An upstream without tools would refuse tools/list; ours answers an empty list.
+            no_tools = request.method == "tools/list" and self.backend.init_options.capabilities.tools is None
+            if relay is not None and served is self.backend and not no_tools and await relay.speaks_modern():
                 return await self._relay(relay, body, header_lines, open_sink)
             return await stateless.serve(served, self.name, principal, request, raw, header_lines, open_sink)
 
@@ -296,7 +322,7 @@ class HostedServer:
     ) -> JsonAnswer | None:
         """The upstream's own answer to a request passed through as it is (see backends/relay.py)."""
         with anyio.fail_after(self.spec.timeout):
-            async with relay.forward(body, list(header_lines)) as relayed:
+            async with relay.forward(body, list(header_lines), self._curator) as relayed:
                 if relayed.body is not None:
                     return JsonAnswer(relayed.body, relayed.status)
                 reply = Reply(None, open_sink)
@@ -311,18 +337,25 @@ class HostedServer:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    async def open_session(self, principal: Principal, identity: str | None = None) -> Session:
+    async def open_session(
+        self, principal: Principal, identity: str | None = None, *, session_id: str | None = None, local: bool = False
+    ) -> Session:
         """A new session of `identity` (default: its token's, see `identity_of`); raises
-        `Unavailable` when the backend cannot take one now."""
+        `Unavailable` when the backend cannot take one now. `session_id`: this worker's copy
+        of a session from the shared store; `local`: one kept out of that store (a legacy
+        HTTP+SSE session, whose stream and messages must meet in one process)."""
         served = self.served_by(principal)
-        session = Session(
-            self.name,
-            served,
-            principal,
-            event_buffer_size=self._event_buffer_size,
-            event_buffer_bytes=self._event_buffer_bytes,
-            retry_ms=self._retry_ms,
-        )
+        if self.shared is not None and not local:
+            session = self.shared.new_session(self.name, served, principal, session_id)
+        else:
+            session = Session(
+                self.name,
+                served,
+                principal,
+                event_buffer_size=self._event_buffer_size,
+                event_buffer_bytes=self._event_buffer_bytes,
+                retry_ms=self._retry_ms,
+            )
         await self.backend.session_opened(session.id)
         session.set_backend(served)  # its init_options may only be known now (an upstream's)
         if principal.expires_at is not None:
@@ -330,6 +363,9 @@ class HostedServer:
             delay = max(0.0, principal.expires_at - time.time())
             session.expiry = asyncio.get_running_loop().call_later(delay, self._expire, session)
         for evicted in self.sessions.add(session, identity):
+            if self.shared is not None:  # only this worker's copy: the caps that end sessions are in Redis
+                await self.drop_session(evicted)
+                continue
             logger.info("%s: session cap reached, evicting the longest-idle session", self.name)
             await self.end_session(evicted)
         return session
@@ -357,9 +393,16 @@ class HostedServer:
 
     async def publish(self, method: str, params: Mapping[str, Any] | None, session_ids: set[str] | None) -> None:
         """A notification from the backend to its sessions' GET streams (all, or those named)."""
-        for session in self.sessions:
-            if session_ids is None or session.id in session_ids:
-                await session.connection.notify(method, params)
+        if method == "notifications/tools/list_changed":
+            self.tools_generation += 1
+        if self.shared is not None:
+            await self.shared.publish(self, method, params, session_ids)
+        else:
+            for session in self.sessions:
+                if session_ids is None or session.id in session_ids:
+                    await session.connection.notify(method, params)
+        for follower in list(self.followers):
+            await follower(self.name, method, params, session_ids)
 
     async def announce_changes(self, old: dict[str, Any] | None) -> None:
         """Tell live sessions which lists changed (on their GET streams), as the spec says.
@@ -385,6 +428,12 @@ class HostedServer:
         task.add_done_callback(self._ending.discard)
 
     async def end_session(self, session: Session) -> None:
+        if self.shared is not None:  # for good: on every worker, and in the store
+            await self.shared.ended(self, session)
+        await self.drop_session(session)
+
+    async def drop_session(self, session: Session) -> None:
+        """End this process's copy of `session` (with a shared store, the session lives on)."""
         self.sessions.remove(session)
         await session.close()
         await self.backend.session_closed(session.id)
@@ -395,19 +444,24 @@ class HostedServer:
         reaped = 0
         slice_ends = time.monotonic() + REAP_SLICE
         for session in self.sessions.stale(idle_timeout):
-            await self.end_session(session)
+            if self.shared is not None and not session.expired:
+                await self.drop_session(session)  # idle here; its record's TTL decides for the rest
+            else:
+                await self.end_session(session)
             reaped += 1
             if time.monotonic() > slice_ends:
                 await asyncio.sleep(0)
                 slice_ends = time.monotonic() + REAP_SLICE
+        if self.shared is not None:
+            await self.shared.sweep(self)
         return reaped
 
     async def start(self) -> None:
         await self.backend.start()
 
     async def stop(self) -> None:
-        for session in self.sessions:
-            await self.end_session(session)
+        for session in self.sessions:  # with a shared store, the sessions live on in other workers
+            await (self.drop_session(session) if self.shared is not None else self.end_session(session))
         await self.backend.stop()
         self._drained.set()  # nothing left to wait for
 
@@ -437,7 +491,7 @@ class HostedServer:
         identity = identity_of(principal, address)
         self._limit_identity(identity)
         await self.ready()
-        return await self.open_session(principal, identity)
+        return await self.open_session(principal, identity, local=True)
 
     async def deliver_later(
         self, connection: LegacyConnection, principal: Principal, messages: list[Any], *, batch: bool
@@ -507,7 +561,9 @@ class _HidingTools:
         inner = self._backend.server
         if self._server is None or inner is not self._copied:
             server = copy.copy(inner)
-            server.middleware = [*inner.middleware, self._hide]
+            # Outermost: a curated backend's own middleware renames, and tool scopes name
+            # tools as clients see them.
+            server.middleware = [self._hide, *inner.middleware]
             self._copied, self._server = inner, server
         return self._server
 

@@ -14,6 +14,7 @@ an `api_keys` value, neither in `problems` (the log, the admin view) nor to a RE
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import importlib
 import logging
@@ -26,6 +27,7 @@ import yaml
 from mcp_tornado import auth
 from mcp_tornado import definitions as specs
 from mcp_tornado.backends.base import Backend
+from mcp_tornado.backends.composed import ComposedBackend
 from mcp_tornado.backends.inprocess import InProcessBackend
 from mcp_tornado.backends.remote import RemoteBackend
 from mcp_tornado.backends.sdk_app import SdkAppBackend
@@ -34,6 +36,7 @@ from mcp_tornado.errors import DefinitionError
 from mcp_tornado.expansion import Variables
 from mcp_tornado.hosting import policy
 from mcp_tornado.hosting.hosted import HostedServer
+from mcp_tornado.hosting.shared_sessions import SharedSessions
 from mcp_tornado.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,10 +55,14 @@ class ServerRegistry:
         self._servers: dict[str, HostedServer] = {}
         self._sources: dict[Path, tuple[str, str]] = {}  # file -> (server name, digest of what was loaded)
         self.problems: dict[str, str] = {}  # file -> "file:line: problem"
+        # (server, "applied" | "failed") -> definitions loaded or refused: `/metrics` reads it.
+        self.reloads: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lock = asyncio.Lock()
         # Every token of the gateway is checked here; raises `SettingsError` for bad key settings.
         self.verifier = auth.TokenVerifier.from_settings(settings)
         self.verify = self.verifier.verify
+        # The session store every worker and host shares (MCP_REDIS_URL); None: sessions in memory.
+        self.shared = SharedSessions(settings, self.get) if settings.redis_url else None
 
     def get(self, name: str) -> HostedServer | None:
         return self._servers.get(name)
@@ -81,6 +88,8 @@ class ServerRegistry:
         """Load every definition; one bad file never stops the others."""
         if self.settings.admin_allow_code:
             logger.warning("MCP_ADMIN_ALLOW_CODE is on: an admin token can run code on this host")
+        if self.shared is not None:
+            await self.shared.start()
         for path in self.definition_files():
             await self.load_file(path)
 
@@ -126,6 +135,8 @@ class ServerRegistry:
 
     def _fail(self, source: str, exc: DefinitionError) -> None:
         self.problems[source] = str(exc)
+        loaded = self._sources.get(Path(source).resolve())  # the server it serves, else the file's stem
+        self.reloads[(loaded[0] if loaded is not None else Path(source).stem, "failed")] += 1
         logger.error("%s", exc)
 
     def file_of(self, name: str) -> Path | None:
@@ -180,6 +191,8 @@ class ServerRegistry:
             )
         if spec.backend == "app":
             return SdkAppBackend(spec, search_path=self.directory)
+        if spec.backend == "compose":
+            return ComposedBackend(spec, resolve=self._servers.get)  # members by name, as they are now
         variables = Variables(self.settings.environ, self.settings.expand_vars)
         if spec.backend == "command":
             return StdioBackend(spec, directory=self.directory, variables=variables)
@@ -188,17 +201,19 @@ class ServerRegistry:
         raise DefinitionError(spec.source, 1, f"backend {spec.backend!r} is not available in this version")
 
     async def _install(self, spec: specs.ServerSpec, backend: Backend) -> HostedServer:
-        hosted = HostedServer(spec, backend, self.settings, self.verify, self.verifier.revoked)
+        hosted = HostedServer(spec, backend, self.settings, self.verify, self.verifier.revoked, self.shared)
         previous = self._servers.get(spec.name)
         old_catalog = await previous.backend.catalog() if previous is not None else None
         await hosted.start()
         if previous is not None:
             await hosted.adopt_sessions(previous)  # live sessions move over: their next request sees the change
         self._servers[spec.name] = hosted
+        self.reloads[(spec.name, "applied")] += 1
         if previous is not None:
             await previous.backend.stop()
             await hosted.announce_changes(old_catalog)
         logger.info("%s: serving %s (%s)", spec.name, spec.source, backend.kind)
+        self._members_changed()
         if spec.public:
             logger.warning("%s: PUBLIC (auth: none): anyone who can reach /%s/mcp may use it", spec.name, spec.name)
         return hosted
@@ -235,6 +250,13 @@ class ServerRegistry:
             self._sources = {k: v for k, v in self._sources.items() if v[0] != name}
             await hosted.stop()
             logger.info("%s: removed", name)
+            self._members_changed()
+
+    def _members_changed(self) -> None:
+        """A server came, went or changed: composed servers look at their members now."""
+        for hosted in self._servers.values():
+            if isinstance(hosted.backend, ComposedBackend):
+                hosted.backend.members_changed()
 
     async def drained(self) -> None:
         """Return once no server has a call in flight."""
@@ -244,9 +266,16 @@ class ServerRegistry:
         """Remove every server at once (their children stop side by side, not one after another)."""
         self.verifier.stop()
         async with self._lock:
-            servers, self._servers = list(self._servers.values()), {}
+            servers = list(self._servers.values())
+            if self.shared is None:
+                self._servers = {}
             self._sources.clear()
+        # With a shared store the routes stay while their servers stop: a request that comes on a
+        # kept-alive connection meanwhile (a proxy's) is served from the store, not refused.
         await asyncio.gather(*(hosted.stop() for hosted in servers), return_exceptions=True)
+        self._servers = {}
+        if self.shared is not None:
+            await self.shared.stop()
 
 
 def _without_keys(exc: DefinitionError, document: Any) -> DefinitionError:

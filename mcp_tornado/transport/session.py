@@ -62,6 +62,10 @@ FINISHED_STREAMS_KEPT = 32
 class Session:
     """One client's MCP session on one hosted server."""
 
+    # Our server-to-client request ids start so: a prefix no client uses for its own ids, so
+    # answers can never be confused (a shared store's sessions add the worker that asked).
+    request_prefix = "mcpt-"
+
     def __init__(
         self,
         server_name: str,
@@ -71,9 +75,11 @@ class Session:
         event_buffer_size: int,
         event_buffer_bytes: int | None = None,
         retry_ms: int | None = None,
+        session_id: str | None = None,
     ) -> None:
-        """`retry_ms`: the reconnection delay the session's SSE streams suggest (`retry:`)."""
-        self.id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        """`retry_ms`: the reconnection delay the session's SSE streams suggest (`retry:`);
+        `session_id`: the id of a session rebuilt from a shared store (default: a new one)."""
+        self.id = session_id or secrets.token_urlsafe(SESSION_ID_BYTES)
         self.server_name = server_name
         self.principal = principal
         self.retry_ms = retry_ms
@@ -267,8 +273,7 @@ class Session:
         """Send a server-to-client request with `emit` and wait for the answer POSTed back."""
         if self.closed:
             raise NoBackChannelError(method)
-        # A prefix no client uses for its own ids, so answers can never be confused.
-        request_id = f"mcpt-{next(self._request_ids)}"
+        request_id = f"{self.request_prefix}{next(self._request_ids)}"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}

@@ -11,17 +11,19 @@ import ctypes
 import dataclasses
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.hostile.conftest import GatewayProcess, spawn_gateway
+from tests.conftest import SECRET, TEST_ENVIRON, wait_until
+from tests.hostile.conftest import READY, GatewayProcess, spawn_gateway
 
 __all__ = ["spawn_gateway"]  # a fixture of tests/hostile, used here too
 
@@ -75,12 +77,14 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 
 @dataclasses.dataclass
 class RedisServer:
-    """A `redis-server` on a loopback port of its own, with no persistence. `stop()` and
-    `start()` keep the port, so `url` stays good; a test that stops it starts it again."""
+    """A `redis-server` on a loopback port of its own, with no persistence unless `persistent`
+    (an append-only file, written at every command: what it held survives `stop()` and
+    `start()`). Both keep the port, so `url` stays good; a test that stops it starts it again."""
 
     directory: Path
     port: int = dataclasses.field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    persistent: bool = False
 
     @property
     def url(self) -> str:
@@ -96,7 +100,8 @@ class RedisServer:
         command = [
             binary("redis-server", "/usr/bin/redis-server"),
             "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--save", "", "--daemonize", "no",
+            *(["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]),
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_us)
@@ -119,6 +124,17 @@ class RedisServer:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A persistent `redis-server` of the test's own, for a test that stops and starts it."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory, persistent=True)
     server.start()
     yield server
     server.stop()
@@ -277,3 +293,76 @@ def serve(spawn_gateway: Callable[..., GatewayProcess]) -> Iterator[Callable[...
     for gateway in started:
         gateway.wait_exit(STOP_TIMEOUT)
     wait_until(lambda: not any(alive(pid) for pid in workers), message=f"workers left running: {workers}")
+
+
+# -- hosts that restart on their own port -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Host:
+    """`mcp-tornado serve` on a fixed port, to be stopped (SIGTERM: it drains) and started
+    again on that same port, as a host is restarted in a rolling deploy."""
+
+    servers_dir: Path
+    log: Path
+    env: dict[str, str]
+    port: int = dataclasses.field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        environ = {**os.environ, **TEST_ENVIRON, "JWT_SECRET": SECRET, "PYTHONUNBUFFERED": "1", **self.env}
+        command = [
+            sys.executable, "-m", "mcp_tornado", "serve",
+            "--port", str(self.port), "--servers-dir", str(self.servers_dir),
+        ]  # fmt: skip
+        with open(self.log, "ab") as errors:
+            self.proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=errors, env=environ, preexec_fn=_die_with_us
+            )
+        stdout = self.proc.stdout
+        assert stdout is not None
+        line = b""
+
+        def ready() -> bool:
+            nonlocal line
+            if select.select([stdout], [], [], 0.1)[0]:
+                line = stdout.readline()
+                assert line, f"the host exited: {self.log.read_text(errors='replace')[-3000:]}"
+            return READY.search(line) is not None
+
+        wait_until(ready, timeout=START_TIMEOUT, interval=0, message="the host did not start")
+
+    def stop(self) -> int | None:
+        """SIGTERM, as systemd sends it; the exit status."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(STOP_TIMEOUT + 20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+        return code
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[Callable[..., Host]]:
+    """`hosts(servers_dir, workers=N, env={...})`: a started `Host`; all are stopped at the end."""
+    started: list[Host] = []
+
+    def start(servers_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> Host:
+        host = Host(servers_dir, tmp_path / f"host-{len(started)}.log", {"MCP_WORKERS": str(workers), **(env or {})})
+        started.append(host)
+        host.start()
+        return host
+
+    yield start
+    for host in started:
+        host.stop()

@@ -1,8 +1,9 @@
 """`serve --workers N`: one port, N whole gateways behind it, and a parent that restarts them
 when they die, drains them on SIGTERM and takes them along when it is killed.
 
-Until the Redis session store exists the workers share nothing, so these stories use /health
-and stateless (2026-07-28) requests only, which any worker can answer.
+These stories are about the processes, so they use /health and stateless (2026-07-28) requests,
+which any worker answers on its own; sessions shared between workers and hosts (Redis) are
+test_shared_sessions.py's and test_rolling_restart.py's.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def test_every_worker_answers_on_the_one_port(serve, servers_dir, redis_server):
 
     def both_scraped() -> bool:
         text = httpx2.get(f"{gateway.base_url}/metrics", headers={"Connection": "close"}).text
-        scraped.update(re.findall(r'^mcp_tornado_definition_problems\{worker="(\d)"\} 0$', text, re.M))
+        scraped.update(re.findall(r'^mcp_tornado_definition_problems\{worker="(\d)"\} 0\.0$', text, re.M))
         return scraped == {"0", "1"}
 
     wait_until(both_scraped, message=lambda: f"/metrics said only workers {scraped}")
@@ -245,7 +246,7 @@ def test_one_process_is_worker_0_and_its_metrics_carry_no_worker_label(serve, se
     gateway = serve(servers_dir)
     assert health(gateway.base_url)["worker"] == {"id": 0, "pid": gateway.proc.pid}
     assert children_of(gateway.proc.pid) == []
-    assert "mcp_tornado_definition_problems 0\n" in httpx2.get(f"{gateway.base_url}/metrics").text
+    assert "mcp_tornado_definition_problems 0.0\n" in httpx2.get(f"{gateway.base_url}/metrics").text
 
 
 @pytest.mark.parametrize(

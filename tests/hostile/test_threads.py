@@ -13,6 +13,7 @@ import httpx2
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import eventually, mcp_client, token
 from tests.e2e.wire import headers, open_session
@@ -53,9 +54,10 @@ def stuck_client(url: str) -> Any:
 async def metric(base_url: str, name: str, server: str) -> float | None:
     async with httpx2.AsyncClient() as http:
         text = (await http.get(f"{base_url}/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(f'{name}{{server="{server}",'):
-            return float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("server") == server:
+                return sample.value
     return None
 
 
