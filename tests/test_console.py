@@ -19,7 +19,7 @@ from mcp_tornado import auth
 from mcp_tornado.handlers.console_feed import MAX_STREAMS
 from tests.conftest import SECRET, eventually, token
 
-ADMIN_TOKEN = auth.mint(SECRET, admin=True, ttl=600)
+ADMIN_TOKEN = auth.mint(SECRET, admin=True, ttl=24 * 3600)  # outlives any suite run
 HTTP = httpx2.AsyncClient  # no redirects followed: the tests look at each answer
 
 
@@ -138,15 +138,16 @@ async def test_the_script_and_style_are_served_and_nothing_else_from_the_folder(
 async def test_login_keeps_the_token_in_a_strict_httponly_cookie_and_logout_forgets_it(base_url):
     async with HTTP() as http:
         xsrf_cookie, _ = await xsrf(http, base_url)
-        login = await log_in(http, base_url)
+        ten_minutes = auth.mint(SECRET, admin=True, ttl=600)
+        login = await log_in(http, base_url, ten_minutes)
         assert login.status_code == 303 and login.headers["location"] == "/"
         cookie = cookies_of(login)["mcp_console"]
-        assert cookie["value"] == ADMIN_TOKEN
+        assert cookie["value"] == ten_minutes
         assert {"httponly", "samesite=strict", "path=/"} <= cookie["flags"]
         assert "secure" not in cookie["flags"]  # plain http (loopback): a Secure cookie would never come back
         assert 590 <= int(cookie["max-age"]) <= 600  # no longer than the token lives
 
-        both = f"mcp_console={ADMIN_TOKEN}; _xsrf={xsrf_cookie}"
+        both = f"mcp_console={ten_minutes}; _xsrf={xsrf_cookie}"
         page = await http.get(f"{base_url}/", headers={"Cookie": both})
         state = embedded_state(page)
         assert state["admin"] is True and "Log out" in page.text

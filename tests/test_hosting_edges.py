@@ -19,6 +19,7 @@ from mcp_tornado import auth
 from tests.conftest import SECRET, eventually, token
 from tests.e2e.test_legacy_sse import initialized, raw_stream
 from tests.e2e.wire import headers, init_body, open_session, read_events, stream_headers
+from tests.security.test_sessions import bearer
 
 ADMIN = {"Authorization": f"Bearer {auth.mint(SECRET, admin=True)}"}
 PING = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
@@ -41,6 +42,12 @@ prompts:
 ONE_PROMPT = "  - {name: greet, messages: [{role: user, text: hello}]}"
 TWO_PROMPTS = ONE_PROMPT + "\n  - {name: part, messages: [{role: user, text: bye}]}"
 
+SCOPED = """\
+tools:
+  - {name: echo, handler: "everything_tools:echo"}
+  - {name: whoami, handler: "everything_tools:whoami", scopes: [admin]}
+"""
+
 # A handler that is an object, not a function: its class (and so its `__call__`) is written in
 # servers.d/, so the management API may register it without MCP_ADMIN_ALLOW_CODE.
 CALLABLE_MODULE = """\
@@ -59,6 +66,7 @@ def servers_dir(servers_dir: Path) -> Path:
     (servers_dir / "metered.yaml").write_text(LISTS.format(title="Metered", rate=0.01, prompts=ONE_PROMPT))
     (servers_dir / "objects.py").write_text(CALLABLE_MODULE)
     (servers_dir / "broken.yaml").write_text("tools: [unclosed\n")  # never loads
+    (servers_dir / "scoped.yaml").write_text(SCOPED)
     return servers_dir
 
 
@@ -219,3 +227,19 @@ async def test_legacy_streams_count_against_each_callers_own_rate(base_url):
         assert [await open_stream("ada"), await open_stream("ada")] == [200, 200]
         assert await open_stream("ada") == 429
         assert await open_stream("eve") == 200
+
+
+@pytest.mark.gen_test
+async def test_a_batch_is_refused_whole_when_any_call_in_it_needs_a_missing_scope(base_url):
+    """The scoped call comes after a ping: every member is looked at, not only up to the first
+    that is not a tool call."""
+    url = f"{base_url}/scoped/mcp"
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+    ]
+    async with httpx2.AsyncClient() as http:
+        session = await open_session(http, url, bearer("scoped", scope="mcp:use", sub="sam"), version="2025-03-26")
+        refused = await http.post(url, json=batch, headers=headers(session=session, version="2025-03-26"))
+    assert refused.status_code == 403, refused.text
+    assert "'whoami' needs a token with scope admin" in refused.json()["error"]["message"]

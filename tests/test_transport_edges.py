@@ -1,19 +1,21 @@
-"""Server-to-client requests that the client leaves unanswered: the handler's own timeout.
+"""Server-to-client requests: the handler's own timeout, and requests on the GET stream.
 
 Written to kill mutants (tests/MUTANTS.md) in mcp_tornado/transport/session.py and
 mcp_tornado/transport/exchange.py: the timeout a handler gives the SDK for a request of its own
-reaches the wait for the client's answer, and the handler hears why it gave up.
+reaches the wait for the client's answer, the handler hears why it gave up, and a request made
+outside any call goes out on the session's GET stream (or fails at once without one).
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx2
 import pytest
 
 from tests.conftest import token
-from tests.e2e.wire import headers, open_session, sse_events
+from tests.e2e.wire import headers, open_session, read_events, sse_events, stream_headers
 
 IMPATIENT_MODULE = """\
 import mcp_types as types
@@ -31,12 +33,23 @@ async def impatient(arguments, context):
     except Exception as exc:
         return f"gave up: {exc}"
     return "answered"
+
+
+# The same, but not on behalf of the call: the request goes out on the session's GET stream.
+async def lonely(arguments, context):
+    try:
+        await context.session.send_request(types.PingRequest(), types.EmptyResult, request_read_timeout_seconds=10)
+    except Exception as exc:
+        return f"gave up: {exc}"
+    return "answered"
 """
 IMPATIENT = """\
 tools:
   - name: impatient
     handler: impatient_tools:impatient
     inputSchema: {type: object, properties: {patience: {type: number}}}
+  - name: lonely
+    handler: impatient_tools:lonely
 """
 
 
@@ -92,3 +105,32 @@ async def test_an_answered_request_to_the_client_returns_its_answer(base_url):
                     break
             else:
                 raise AssertionError(f"the call never ended: {buffer!r}")
+
+
+LONELY = {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "lonely", "arguments": {}}}
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_request_outside_any_call_goes_out_on_the_get_stream(base_url):
+    url = f"{base_url}/impatient/mcp"
+    async with httpx2.AsyncClient(timeout=15) as http:
+        session = await open_session(http, url, token("impatient", api_key=None))
+        async with http.stream("GET", url, headers=stream_headers(session)) as stream:
+            assert stream.status_code == 200
+            call = asyncio.ensure_future(http.post(url, json=LONELY, headers=headers(session=session)))
+            ping = (await asyncio.wait_for(read_events(stream, 1), 10))[0]["data"]
+            assert ping["method"] == "ping"
+            answer = {"jsonrpc": "2.0", "id": ping["id"], "result": {}}
+            assert (await http.post(url, json=answer, headers=headers(session=session))).status_code == 202
+            response = await asyncio.wait_for(call, 10)
+    assert response.json()["result"]["content"][0]["text"] == "answered"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_request_outside_any_call_without_a_get_stream_fails_at_once(base_url):
+    url = f"{base_url}/impatient/mcp"
+    async with httpx2.AsyncClient(timeout=15) as http:
+        session = await open_session(http, url, token("impatient", api_key=None))
+        response = await http.post(url, json=LONELY, headers=headers(session=session))
+    text = response.json()["result"]["content"][0]["text"]
+    assert text.startswith("gave up: Cannot send 'ping'") and "no back-channel" in text

@@ -2,6 +2,7 @@
 
     python tools/mutation_score.py                 # table + total; exit 1 under --fail-under
     python tools/mutation_score.py --survivors     # also every survivor's name
+    python tools/mutation_score.py --only '*__mutmut_*7'   # the score of a subset (fnmatch on names)
     python tools/mutation_score.py --sample 300    # a seeded random sample of mutant names, for
                                                    # `mutmut run $(...)` when a full run is too long
 
@@ -13,6 +14,7 @@ reaches the function) and "not checked" (not run yet) are shown but not scored.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import random
 import sys
@@ -53,9 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-under", type=float, default=None, help="exit 1 below this score (percent)")
     parser.add_argument("--sample", type=int, default=None, help="print N random mutant names and exit")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--only", default=None, help="score only the mutants whose names match this pattern")
     args = parser.parse_args(argv)
 
     found = results(args.mutants)
+    if args.only is not None:
+        found = {m: {n: c for n, c in codes.items() if fnmatch.fnmatch(n, args.only)} for m, codes in found.items()}
+        found = {m: codes for m, codes in found.items() if codes}
     if not found:
         print(f"no mutmut results under {args.mutants}/ (run `make mutants` first)", file=sys.stderr)
         return 2

@@ -45,7 +45,7 @@ SCHEMAS: dict[str, Any] = {
             "title": _NULLABLE_STRING,
             "version": {"type": "string"},
             "description": _NULLABLE_STRING,
-            "kind": {"enum": ["inprocess", "app", "command", "url"]},
+            "kind": {"enum": ["inprocess", "app", "command", "url", "compose"]},
             "state": {"enum": [state.value for state in BackendState]},
             "last_error": {**_NULLABLE_STRING, "description": "the definition's problem, or the backend's last error"},
             "restarts": {"type": "integer", "minimum": 0},

@@ -46,7 +46,7 @@ def _start_wait(gateway: GatewayProcess, seconds: float) -> concurrent.futures.F
 
 def _in_flight(gateway: GatewayProcess) -> int:
     metrics = httpx2.get(f"{gateway.base_url}/metrics").text
-    match = re.search(r'mcp_tornado_requests_in_flight\{server="everything",kind="inprocess"\} (\d+)', metrics)
+    match = re.search(r'mcp_tornado_requests_in_flight\{kind="inprocess",server="everything"\} (\d+)\.0', metrics)
     return int(match.group(1)) if match else -1
 
 
