@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import logging
 import os
@@ -132,11 +133,30 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=@-]{0,127}")
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
+class _Ids:
+    """Our request ids: 8 random hex digits per process (new in a forked worker), then a counter."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(4).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):08x}"
+
+
+_ids = _Ids()
+
+
 def request_id(incoming: str | None) -> str:
-    """The id a request is logged and answered with: `incoming` when sane, else 16 random hex digits."""
+    """The id a request is logged and answered with: `incoming` when sane, else one of ours
+    (16 hex digits or more, unique across processes; no random bytes drawn per request)."""
     if incoming is not None and SANE_REQUEST_ID.fullmatch(incoming):
         return incoming
-    return os.urandom(8).hex()
+    return _ids.next()
 
 
 # What the access log hands a line beside its message (`extra=`): JSON fields, in this order.
