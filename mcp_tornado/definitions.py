@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
 import yaml
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
@@ -476,6 +479,10 @@ def _command(document: Mapping[str, Any], fail: Any) -> CommandSpec:
     )
 
 
+# The base URI a definition's JSON Schema is resolved against (its local `$ref`s only).
+SCHEMA_BASE = "urn:mcp-tornado:schema"
+
+
 def _check_json_schema(schema: Any, fail: Any, where: Path_) -> None:
     try:
         jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
@@ -485,6 +492,38 @@ def _check_json_schema(schema: Any, fail: Any, where: Path_) -> None:
     except jsonschema.SchemaError as exc:
         field = ".".join(str(p) for p in (*where, *exc.absolute_path))
         raise fail((*where, *exc.absolute_path), f"{field}: not a valid JSON Schema: {exc.message}") from None
+    dangling = _dangling_ref(schema)
+    if dangling is not None:
+        path, ref = dangling
+        field = ".".join(str(p) for p in (*where, *path))
+        raise fail((*where, *path), f"{field}: {ref!r} points at nothing in this schema") from None
+
+
+def _dangling_ref(schema: Any) -> tuple[Path_, str] | None:
+    """The first local `$ref` (`#...`) of `schema` that resolves to nothing, with its path; refs
+    under a nested `$id` (their own base) and remote ones are left to the validator."""
+    if not isinstance(schema, dict):
+        return None
+    resource = referencing.jsonschema.specification_with(
+        str(schema.get("$schema", "")), default=referencing.jsonschema.DRAFT202012
+    ).create_resource(schema)
+    resolver = referencing.Registry().with_resource(SCHEMA_BASE, resource).resolver(SCHEMA_BASE)
+    pending: list[tuple[Path_, Any]] = [((), schema)]
+    while pending:
+        path, node = pending.pop()
+        if isinstance(node, dict):
+            if path and "$id" in node:
+                continue
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#"):
+                try:
+                    resolver.lookup(ref)
+                except referencing.exceptions.Unresolvable:
+                    return (*path, "$ref"), ref
+            pending.extend(((*path, key), value) for key, value in node.items())
+        elif isinstance(node, list):
+            pending.extend(((*path, index), value) for index, value in enumerate(node))
+    return None
 
 
 def _line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:

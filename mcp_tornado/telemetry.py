@@ -38,6 +38,8 @@ BATCH = "(batch)"
 RESPONSE = "(response)"  # the client answering a request of ours (sampling, elicitation)
 OTHER = "(other)"  # a method the protocol does not define: never a label of its own
 UNKNOWN_SERVER = "(unknown)"
+# HTTP methods that are labels of their own; any other (a scanner's `FOOA`) counts as `(other)`.
+HTTP_METHODS = frozenset({"GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH"})
 
 
 def _methods_of(union: Any) -> set[str]:
@@ -155,6 +157,8 @@ class Telemetry:
 
     def observe(self, server: str, http_method: str, rpc_method: str, status: int, seconds: float) -> None:
         """One finished MCP request: counted, and its duration observed."""
+        if http_method not in HTTP_METHODS:
+            http_method = OTHER
         self.requests.counts[(server, http_method, status)] += 1
         self.latency.observe((server, http_method, rpc_method, status_class(status)), seconds)
 

@@ -331,6 +331,24 @@ def test_a_json_schema_that_cannot_even_be_looked_at_points_at_the_schema():
     assert error.field == "tools.0.inputSchema"
 
 
+def test_a_reference_to_nothing_in_a_schema_is_refused_at_its_line():
+    error = problem_of(
+        """
+        tools:
+          - name: a
+            handler: m:f
+            inputSchema:
+              type: object
+              $defs: {box: {type: object}}
+              properties:
+                kept: {$ref: "#/$defs/box"}
+                lost: {$ref: "#/$defs/missing"}
+        """
+    )
+    where = "demo.yaml:9: tools.0.inputSchema.properties.lost.$ref"
+    assert str(error) == f"{where}: '#/$defs/missing' points at nothing in this schema"
+
+
 def test_an_output_schema_is_checked_too():
     error = problem_of(
         """

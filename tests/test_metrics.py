@@ -65,7 +65,11 @@ async def test_labels_stay_bounded_whatever_a_client_sends(base_url):
         assert (await http.post(url, json=odd, headers=headers(session=session))).status_code == 200
         nobody = await http.post(f"{base_url}/nobody-here/mcp", json=odd, headers=headers(token()))
         assert nobody.status_code == 404
+        for made_up in ("FOOA", "FOOB", "FOOC"):  # methods Tornado answers 405 for
+            assert (await http.request(made_up, url)).status_code == 405
     samples = await scrape(base_url)
+    assert value(samples, f"{LATENCY}_count", **latency("(unknown)", "(none)", method="(other)", status="4xx")) == 3
+    assert not any("FOO" in str(labels) for _, labels in samples)
     assert value(samples, f"{LATENCY}_count", **latency("everything", "(other)")) == 1
     assert value(samples, f"{LATENCY}_count", **latency("(unknown)", "made/up-by-a-scanner", status="4xx")) is None
     assert value(samples, f"{LATENCY}_count", **latency("(unknown)", "(none)", status="4xx")) == 1  # never read

@@ -437,3 +437,39 @@ async def test_schemathesis_finds_no_5xx_and_nothing_undocumented(base_url, tmp_
     report = output.decode(errors="replace")
     assert process.returncode == 0, report[-8000:]
     assert "No issues found" in report, report[-8000:]
+
+
+# A server whose tool schema points at nothing (an upstream's, not ours: our own definitions
+# refuse such a schema at load): the plain-HTTP route leaves the arguments to the server.
+DANGLING_APP = """\
+import mcp_types as types
+from mcp.server.lowlevel.server import Server
+
+SCHEMA = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
+
+
+async def list_tools(ctx, params):
+    return types.ListToolsResult(tools=[types.Tool(name="pick", input_schema=SCHEMA)])
+
+
+async def call_tool(ctx, params):
+    return types.CallToolResult(content=[types.TextContent(type="text", text="picked")])
+
+
+app = Server("dangling", on_list_tools=list_tools, on_call_tool=call_tool)
+"""
+
+
+@pytest.mark.gen_test
+async def test_a_schema_that_cannot_be_applied_is_no_500(base_url, servers_dir):
+    (servers_dir / "dangling_app.py").write_text(DANGLING_APP)
+    (servers_dir / "dangling.yaml").write_text("app: dangling_app:app\n")
+    bearer = token("dangling", api_key=None)
+
+    async def loaded():
+        return (await get(f"{base_url}/dangling/openapi.json", bearer)).status_code == 200
+
+    await eventually(loaded, message="dangling.yaml never served")
+    called = await post(f"{base_url}/dangling/tools/pick", bearer, json={"a": 1})
+    assert called.status_code == 200, called.text
+    assert called.json() == "picked"

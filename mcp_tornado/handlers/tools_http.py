@@ -41,6 +41,7 @@ from typing import Any
 import anyio
 import jsonschema
 import jsonschema.exceptions
+import referencing.exceptions
 import tornado.http1connection
 import tornado.web
 from mcp.shared.inbound import encode_header_value, mcp_param_headers, x_mcp_header_map
@@ -125,7 +126,8 @@ class Catalog:
         return self.validators[name]
 
 
-_catalogs: weakref.WeakKeyDictionary[HostedServer, dict[frozenset[str], Catalog]] = weakref.WeakKeyDictionary()
+View = tuple[frozenset[str], str | None]  # a caller's scopes and api key: what it may see
+_catalogs: weakref.WeakKeyDictionary[HostedServer, dict[View, Catalog]] = weakref.WeakKeyDictionary()
 
 
 class _Capture:
@@ -221,7 +223,9 @@ def _error_of(server: str, method: str, error: Mapping[str, Any]) -> GatewayErro
 async def catalog(hosted: HostedServer, principal: auth.Principal, address: str | None) -> Catalog:
     """The tools `principal` may see on `hosted`, and their document: cached until they change."""
     views = _catalogs.setdefault(hosted, {})
-    cached = views.get(principal.scopes)
+    # By scopes and api key: both decide what a caller sees (a composed server's members with keys).
+    view = (principal.scopes, principal.api_key)
+    cached = views.get(view)
     if cached is not None and cached.generation == hosted.tools_generation and cached.server is hosted.backend.server:
         return cached
     generation = hosted.tools_generation  # a change while listing makes the next caller list again
@@ -229,7 +233,7 @@ async def catalog(hosted: HostedServer, principal: auth.Principal, address: str 
     built = Catalog(hosted.backend.server, generation, tools, document(hosted, tools))
     if len(views) >= MAX_SCOPE_SETS:
         views.clear()
-    views[principal.scopes] = built
+    views[view] = built
     return built
 
 
@@ -265,8 +269,12 @@ async def served_tools(hosted: HostedServer) -> list[str] | None:
 
 
 def problem_with(validator: jsonschema.protocols.Validator, arguments: Any) -> BadRequest | None:
-    """A 400 naming the first argument the input schema refuses, or None."""
-    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    """A 400 naming the first argument the input schema refuses, or None (also when the schema
+    cannot be applied, e.g. a `$ref` to nowhere: the server then judges the arguments alone)."""
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    except referencing.exceptions.Unresolvable:
+        return None
     if error is None:
         return None
     path = [str(part) for part in error.absolute_path]

@@ -11,8 +11,9 @@ one); any worker of any host can serve any request of any session.
 
 Keys, all under `mcpt:` (`{srv}` a route name, `{sid}` a session id):
 
-    mcpt:s:{srv}:{sid}      the record (JSON): the token's claims (never the token: its sha256),
-                            the identity it counts against, the protocol revision, the client's
+    mcpt:s:{srv}:{sid}      the record (JSON): the token's claims (never the token nor its
+                            apiKey: their sha256; a request's token brings the key back), the
+                            identity it counts against, the protocol revision, the client's
                             capabilities and info, its log level, its subscriptions, the token's
                             expiry. TTL: MCP_SESSION_IDLE_TIMEOUT, refreshed at most every
                             `refresh_every` seconds per worker and session, never per request.
@@ -20,7 +21,8 @@ Keys, all under `mcpt:` (`{srv}` a route name, `{sid}` a session id):
     mcpt:g:{srv}:{sid}      the worker holding the GET stream now (its inbox).
     mcpt:n:{srv}            the server's sessions by last refresh (a sorted set): MCP_MAX_SESSIONS.
     mcpt:u:{srv}:{hash}     the same per identity: MCP_MAX_SESSIONS_PER_USER.
-    mcpt:r:{srv}:{uri}      the sessions subscribed to a resource.
+    mcpt:r:{srv}:{hash}     the sessions subscribed to a resource (by the URI's sha256; at most
+                            MAX_SUBSCRIPTIONS a session; TTL: the idle timeout).
 
 Channels: `mcpt:w:{inbox}`, one per worker (answers to its server-to-client requests, "let go
 of this GET stream"); `mcpt:all` ("this session ended": every worker drops its copy).
@@ -63,18 +65,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
+import jwt
 import redis.asyncio
 import redis.exceptions
 from mcp_types import ClientCapabilities, ErrorData, InitializeRequestParams, JSONRPCRequest, RequestId
 
 from mcp_tornado.auth import Principal
-from mcp_tornado.errors import Unavailable
+from mcp_tornado.errors import Forbidden, Unavailable
 from mcp_tornado.request_info import RequestInfo
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport.jsonrpc import dumps
 from mcp_tornado.transport.protocols import ServedBackend
 from mcp_tornado.transport.session import Session
-from mcp_tornado.transport.session_table import SessionTable
+from mcp_tornado.transport.session_table import SessionTable, identity_of
 from mcp_tornado.transport.sse import EventStream, Sink
 
 logger = logging.getLogger(__name__)
@@ -190,12 +193,33 @@ def _all_sessions(server: str) -> str:
     return f"mcpt:n:{server}"
 
 
-def _user_sessions(server: str, identity: str) -> str:
-    return f"mcpt:u:{server}:{_digest(identity)[:32]}"
+def _user_sessions(server: str, identity: str, *, digest: str | None = None) -> str:
+    return f"mcpt:u:{server}:{digest or _digest(identity)[:32]}"
+
+
+def _plain_identity(identity: str) -> str | None:
+    """`identity` if it may be written to Redis as is; None for one built on an api key or a token."""
+    return identity if identity.startswith(("user:", "address:")) else None
 
 
 def _subscribers(server: str, uri: str) -> str:
-    return f"mcpt:r:{server}:{uri}"
+    return f"mcpt:r:{server}:{_digest(uri)[:32]}"  # a URI may be long: its digest names the set
+
+
+# Resource subscriptions one session may hold in the store (past it, a subscribe is not recorded).
+MAX_SUBSCRIPTIONS = 64
+
+
+def _api_key_in(token: str | None) -> str | None:
+    """The `apiKey` claim of a token, read without checking it: only ever compared with the digest
+    a session's record keeps, and `HostedServer.resume` verifies any token it then accepts."""
+    if not token:
+        return None
+    try:
+        value = jwt.decode(token, options={"verify_signature": False}).get("apiKey")
+    except jwt.PyJWTError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 class SharedSessions:
@@ -287,7 +311,9 @@ class SharedSessions:
         record = {
             "p": {
                 "server_name": p.server_name,
-                "api_key": p.api_key,
+                # Never the key itself: its digest, matched against the key each request's token carries.
+                "api_key": None,
+                "akd": _digest(p.api_key) if p.api_key is not None else None,
                 "user_id": p.user_id,
                 "admin": p.admin,
                 "expires_at": p.expires_at,
@@ -296,7 +322,10 @@ class SharedSessions:
                 "token_id": p.token_id,
             },
             "th": _digest(p.token) if p.token else None,
-            "id": hosted.sessions.identity(session),
+            # The identity only when it holds no secret (a user id, an address); else it is worked
+            # out again from the principal (`identity_of`), whose api key the request brings back.
+            "id": _plain_identity(hosted.sessions.identity(session)),
+            "ud": _digest(hosted.sessions.identity(session))[:32],
             "v": connection.protocol_version,
             "cp": params.model_dump(by_alias=True, mode="json", exclude_none=True) if params is not None else None,
             "cc": caps.model_dump(by_alias=True, mode="json", exclude_none=True) if caps is not None else None,
@@ -371,8 +400,13 @@ class SharedSessions:
             subs: set[str] = session.__dict__.setdefault("subscriptions", set())
             try:
                 if request.method == "resources/subscribe":
+                    if uri in subs or len(subs) >= MAX_SUBSCRIPTIONS:
+                        continue
                     subs.add(uri)
-                    await self.redis.sadd(_subscribers(hosted.name, uri), session.id)
+                    pipe = self.redis.pipeline(transaction=False)
+                    pipe.sadd(_subscribers(hosted.name, uri), session.id)
+                    pipe.expire(_subscribers(hosted.name, uri), self.ttl)  # outlives no subscriber's record
+                    await pipe.execute()
                 elif request.method == "resources/unsubscribe":
                     subs.discard(uri)
                     await self.redis.srem(_subscribers(hosted.name, uri), session.id)
@@ -449,11 +483,18 @@ class SharedSessions:
         if raw is None:
             return None
         record = json.loads(raw)
-        claims = record["p"]
+        claims = dict(record["p"])
+        key_digest = claims.pop("akd", None)
+        if key_digest is not None:  # the session's api key comes back with the request's token
+            presented = _api_key_in(token)
+            if presented is None or _digest(presented) != key_digest:
+                raise Forbidden("token is for another identity (userId, apiKey or sub) than this session's")
+            claims["api_key"] = presented
         principal = Principal(token="", **{**claims, "scopes": frozenset(claims["scopes"])})
         if token is not None and record["th"] is not None and _digest(token) == record["th"]:
             principal = dataclasses.replace(principal, token=token)  # the very token that opened it
-        session = await hosted.open_session(principal, record["id"], session_id=session_id)
+        identity = record["id"] if record["id"] is not None else identity_of(principal)
+        session = await hosted.open_session(principal, identity, session_id=session_id)
         connection = session.connection
         connection.protocol_version = record["v"]
         if record["cp"] is not None:
@@ -485,16 +526,17 @@ class SharedSessions:
         """Remove a session from the store, tell the other workers; `drop`: this worker's copy too."""
         keys = _Keys(server, session_id)
         try:
+            user_digest = None
             if identity is None or not subscriptions:
                 raw = await self.redis.get(keys.record)
                 if raw is not None:
                     record = json.loads(raw)
-                    identity, subscriptions = (identity or record["id"], subscriptions or record["subs"])
+                    user_digest, subscriptions = record.get("ud"), subscriptions or record["subs"]
             pipe = self.redis.pipeline(transaction=False)
             pipe.delete(keys.record, keys.stream, keys.holder)
             pipe.zrem(_all_sessions(server), session_id)
-            if identity is not None:
-                pipe.zrem(_user_sessions(server, identity), session_id)
+            if identity is not None or user_digest is not None:
+                pipe.zrem(_user_sessions(server, identity or "", digest=user_digest), session_id)
             for uri in subscriptions:
                 pipe.srem(_subscribers(server, uri), session_id)
             pipe.publish(BROADCAST, json.dumps({"k": "end", "srv": server, "sid": session_id, "from": self.inbox}))

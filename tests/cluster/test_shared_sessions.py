@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 import mcp_types as types
 import pytest
+import redis
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
@@ -256,3 +257,20 @@ def test_the_per_user_cap_holds_across_hosts(serve, servers_dir, redis_server):
     assert _open_session(b.base_url)  # the third of this caller: the longest-idle one ends
     wait_until(lambda: _call(a.base_url, first, "whoami", 3).status_code == 404, message="evicted session lived on")
     assert _call(b.base_url, first, "whoami", 4).status_code == 404
+
+
+def test_the_store_keeps_no_key_and_another_key_cannot_take_the_session_elsewhere(serve, servers_dir, redis_server):
+    """A record holds neither the token nor its apiKey (a reader of Redis learns neither); the
+    host rebuilding a session gets the key back from the request's own token, and a token of
+    the same user with another key the server also accepts is refused there, as on the first host."""
+    a, b = two_hosts(serve, servers_dir, redis_server.url)
+    session_id = _open_session(a.base_url)
+    with redis.Redis.from_url(redis_server.url) as store:
+        stored = b"".join(store.get(key) or b"" for key in store.scan_iter("mcpt:s:*"))
+    assert stored and b"plain-key" not in stored and b"eyJ" not in stored  # no key, no JWT
+    other_key = {**_headers(session_id), "Authorization": f"Bearer {token(api_key='secret')}"}
+    body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    refused = httpx2.post(f"{b.base_url}/everything/mcp", json=body, headers=other_key)
+    assert refused.status_code == 403, refused.text
+    served = _call(b.base_url, session_id, "whoami", 3)
+    assert served.status_code == 200 and "plain-key" in served.text  # the session's own key, back on B
