@@ -12,7 +12,8 @@ EVERYTHING := .tools/node_modules/@modelcontextprotocol/server-everything/dist/i
 EVERYTHING_VERSION := 2026.8.31
 # Real parts for tests/cluster/: Debian's redis-server and nginx, run unprivileged by the tests;
 # and chromium, the headless browser of tests/browser/ (the console).
-# Installed once (apt-get, through sudo unless root) when one is missing; the stamp names them all.
+# Installed once (apt-get, through sudo unless root) when one is missing, without starting them as
+# services (RUNLEVEL=1): the tests start their own; the stamp names them all.
 DEBIAN_PACKAGES := .tools/.debian-packages-redis-nginx-chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -36,7 +37,8 @@ LANGCHAIN := $(LANGCHAIN_VENV)/.installed-$(LANGCHAIN_VERSION)
 
 $(LANGCHAIN):
 	test -x $(LANGCHAIN_VENV)/bin/python || $(PYTHON) -m venv $(LANGCHAIN_VENV)
-	$(LANGCHAIN_VENV)/bin/python -m pip install --quiet langchain-mcp-adapters==$(LANGCHAIN_VERSION)
+	$(LANGCHAIN_VENV)/bin/python -m pip install --quiet langchain-mcp-adapters==$(LANGCHAIN_VERSION) \
+		mcp==1.30.0 langchain-core==1.8.3 pydantic==2.14.4 httpx==0.28.1
 	touch $(LANGCHAIN)
 
 run: $(RUN_STAMP)
@@ -57,7 +59,7 @@ $(DEBIAN_PACKAGES):
 		command -v apt-get >/dev/null || { echo "install redis-server, nginx and chromium (the tests run them)"; exit 1; }; \
 		echo "installing redis-server and nginx for tests/cluster/, chromium for tests/browser/"; \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx chromium >/dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq redis-server nginx chromium >/dev/null; \
 	fi
 	@mkdir -p $(@D) && touch $@
 
