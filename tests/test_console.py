@@ -10,9 +10,11 @@ import json
 import re
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import httpx2
+import jwt
 import pytest
 
 from mcp_tornado import auth
@@ -308,6 +310,34 @@ async def test_an_admin_stream_ends_when_its_token_does(base_url):
             return True
 
         assert await asyncio.wait_for(to_the_end(), 10)
+
+
+class TestRevocation:
+    @pytest.fixture
+    def revoked_file(self, tmp_path: Path) -> Path:
+        path = tmp_path / "revoked.txt"
+        path.write_text("")
+        return path
+
+    @pytest.fixture
+    def settings_overrides(self, revoked_file: Path) -> dict[str, Any]:
+        return {"jwt_revoked_file": revoked_file}
+
+    @pytest.mark.gen_test(timeout=30)
+    async def test_an_admin_stream_ends_soon_after_its_token_is_revoked(self, base_url, revoked_file):
+        admin = auth.mint(SECRET, admin=True, ttl=600)
+        async with feed(base_url, admin) as events:
+            assert (await next_event(events, "snapshot"))["admin"] is True
+            jti = jwt.decode(admin, options={"verify_signature": False})["jti"]
+            revoked_file.with_suffix(".new").write_text(f"{jti}\n")
+            revoked_file.with_suffix(".new").replace(revoked_file)
+
+            async def to_the_end() -> bool:
+                async for _ in events:
+                    pass
+                return True
+
+            assert await asyncio.wait_for(to_the_end(), 15)
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -56,6 +56,8 @@ XSRF_COOKIE = "_xsrf"  # Tornado's default name (the `xsrf_cookie_name` setting 
 MAX_TOKEN_CHARS = 3800
 # Seconds a console stream lives before the browser reconnects (and its cookie is checked again).
 MAX_STREAM_SECONDS = 600.0
+# How often an admin stream checks that its token is still good.
+ADMIN_RECHECK_SECONDS = 2.0
 # Milliseconds EventSource waits before reconnecting to a stream that ended.
 RETRY_MS = 2000
 CONTENT_SECURITY_POLICY = (
@@ -227,6 +229,13 @@ class ConsoleEventsHandler(ConsoleHandler):
         if principal is not None and principal.expires_at is not None:
             lifetime = max(0.0, min(lifetime, principal.expires_at - time.time()))
         ending = tornado.ioloop.IOLoop.current().call_later(lifetime, sse.end)
+        # An admin stream ends soon after its token stops being good (revoked, keys rotated away).
+        recheck = None
+        if principal is not None:
+            recheck = tornado.ioloop.PeriodicCallback(
+                lambda: None if self._still_admin(principal.token) else sse.end(), ADMIN_RECHECK_SECONDS * 1000
+            )
+            recheck.start()
         try:
             sse.begin()
             initial = {**first, "uptime_seconds": status(self.registry)["uptime_seconds"], "base_url": self.base_url()}
@@ -234,7 +243,16 @@ class ConsoleEventsHandler(ConsoleHandler):
             await sse.done
         finally:
             tornado.ioloop.IOLoop.current().remove_timeout(ending)
+            if recheck is not None:
+                recheck.stop()
             self.feed.unsubscribe(sse.write_frame)
+
+    def _still_admin(self, token: str) -> bool:
+        try:
+            auth.require_admin(self.registry.verify(token))
+        except GatewayError:
+            return False
+        return True
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
