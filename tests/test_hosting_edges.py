@@ -57,6 +57,13 @@ class Shout:
 
 
 shout = Shout()
+
+
+def looped(arguments, context):
+    return "looped"
+
+
+looped.__wrapped__ = looped  # a wrapper chain that never ends: inspect.unwrap gives up on it
 """
 
 
@@ -67,6 +74,9 @@ def servers_dir(servers_dir: Path) -> Path:
     (servers_dir / "objects.py").write_text(CALLABLE_MODULE)
     (servers_dir / "broken.yaml").write_text("tools: [unclosed\n")  # never loads
     (servers_dir / "scoped.yaml").write_text(SCOPED)
+    (servers_dir / "byaddress.yaml").write_text(
+        "rate_limit: {per_address: 0.01, burst: 2}\ntools:\n  - {name: echo, handler: 'everything_tools:echo'}\n"
+    )
     return servers_dir
 
 
@@ -243,3 +253,72 @@ async def test_a_batch_is_refused_whole_when_any_call_in_it_needs_a_missing_scop
         refused = await http.post(url, json=batch, headers=headers(session=session, version="2025-03-26"))
     assert refused.status_code == 403, refused.text
     assert "'whoami' needs a token with scope admin" in refused.json()["error"]["message"]
+
+
+@pytest.mark.gen_test
+async def test_a_bad_api_key_entry_is_named_without_quoting_it(base_url):
+    body = {"api_keys": ["fine-key", ""], "tools": [{"name": "echo", "handler": "everything_tools:echo"}]}
+    async with httpx2.AsyncClient() as http:
+        refused = await http.post(f"{base_url}/servers/keyed", json=body, headers=ADMIN)
+    assert refused.status_code == 400
+    assert "fine-key" not in refused.text
+    error = refused.json()["error"]
+    assert error["field"] == "api_keys.1" and "(the value is not shown)" in error["message"]
+
+
+@pytest.mark.gen_test
+async def test_a_second_legacy_initialize_is_refused_with_the_reason(base_url):
+    async with raw_stream(base_url) as stream:
+        await initialized(stream)
+        again = await stream.post(init_body("2024-11-05", request_id=9))
+        assert again.status_code == 400
+        assert again.json()["error"]["message"] == "session already initialized"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_listening_session_ends_when_its_token_expires(base_url):
+    """No request needs to come: the GET stream of a session ends at its token's expiry."""
+    url = f"{base_url}/everything/mcp"
+    short = auth.mint(SECRET, server_name="everything", api_key="plain-key", user_id="ada", ttl=2)
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url, short)
+        async with http.stream("GET", url, headers=stream_headers(session)) as stream:
+            assert stream.status_code == 200
+            await asyncio.wait_for(stream.aread(), 8)  # ends: it does not wait for the idle reaper
+
+
+@pytest.mark.gen_test
+async def test_get_and_delete_count_against_the_client_addresss_rate(base_url):
+    url = f"{base_url}/byaddress/mcp"
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url, token("byaddress", api_key=None))  # 2 requests: the burst
+        async with http.stream("GET", url, headers=stream_headers(session)) as stream:
+            assert stream.status_code == 429
+            assert stream.headers["Retry-After"] == "100"
+        assert (await http.delete(url, headers=headers(session=session))).status_code == 429
+
+
+@pytest.mark.gen_test
+async def test_a_handler_whose_wrapper_chain_loops_is_judged_by_itself(base_url):
+    body = {"tools": [{"name": "looped", "handler": "objects:looped"}]}
+    async with httpx2.AsyncClient() as http:
+        created = await http.post(f"{base_url}/servers/looping", json=body, headers=ADMIN)
+    assert created.status_code == 201, created.text
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_legacy_stream_closed_with_a_call_in_flight_ends_its_session(base_url, gateway):
+    hosted = gateway.registry.get("everything")
+
+    async def in_flight() -> bool:
+        return hosted.in_flight == 1
+
+    async def gone() -> bool:
+        return len(hosted.sessions) == 0 and hosted.in_flight == 0
+
+    async with raw_stream(base_url) as stream:
+        await initialized(stream)
+        waiting = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "wait", "arguments": {}}}
+        assert (await stream.post(waiting)).status_code == 202
+        await eventually(in_flight, message="the call never started")
+    await eventually(gone, message="the session outlived its stream")

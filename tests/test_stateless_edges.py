@@ -18,6 +18,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from tests.conftest import token
 from tests.e2e.test_stateless import envelope, modern_headers
+from tests.e2e.wire import headers, open_session
 
 # A tool whose `region` argument is mirrored in an `Mcp-Param-Region` header (SEP-2243); the
 # handler answers with the arguments it got.
@@ -182,3 +183,39 @@ async def test_an_envelope_in_a_body_sent_in_many_chunks_is_still_read(base_url)
     assert response.status_code == 400, response.text
     assert set(response.json()["error"]["data"]["supported"]) == set(MODERN_PROTOCOL_VERSIONS)
     assert response.json()["id"] == 1  # the refusal names the request it refuses
+
+
+@pytest.mark.gen_test
+async def test_a_get_with_an_unknown_version_hears_every_version(base_url):
+    """A GET has no body, so no envelope: it is told every revision, the handshake ones included."""
+    get = {"Accept": "text/event-stream", "MCP-Protocol-Version": "1999-01-01", "Mcp-Session-Id": "x"}
+    async with httpx2.AsyncClient() as http:
+        response = await http.get(f"{base_url}/everything/mcp", headers=get)
+    assert response.status_code == 400, response.text
+    assert set(response.json()["error"]["data"]["supported"]) == {
+        *HANDSHAKE_PROTOCOL_VERSIONS,
+        *MODERN_PROTOCOL_VERSIONS,
+    }
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("value", [[1e999], {"deep": [[2, 1e999]]}], ids=["in-a-list", "in-a-nested-list"])
+async def test_a_number_out_of_range_inside_a_list_is_refused(base_url, value):
+    body = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": %s}}'
+        % json.dumps(value).replace("Infinity", "1e999").encode()
+    )
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(f"{base_url}/everything/mcp", content=body, headers=modern_headers("ping"))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {"code": -32600, "message": "Invalid Request: a number out of range"}
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_a_session_request_past_the_timeout_is_a_request_timeout_error(base_url):
+    url = f"{base_url}/stuckapp/mcp"
+    read = {"jsonrpc": "2.0", "id": 6, "method": "resources/read", "params": {"uri": "sdk://stuck"}}
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url, token("stuckapp", api_key=None))
+        response = await http.post(url, json=read, headers=headers(session=session))
+    assert response.json()["error"] == {"code": REQUEST_TIMEOUT, "message": "no answer within 0.3 s"}

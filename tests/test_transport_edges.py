@@ -134,3 +134,30 @@ async def test_a_request_outside_any_call_without_a_get_stream_fails_at_once(bas
         response = await http.post(url, json=LONELY, headers=headers(session=session))
     text = response.json()["result"]["content"][0]["text"]
     assert text.startswith("gave up: Cannot send 'ping'") and "no back-channel" in text
+
+
+async def events_of(stream: httpx2.Response):
+    """The events of a streaming SSE response, one by one (priming events skipped)."""
+    buffer = ""
+    async for chunk in stream.aiter_text():
+        buffer += chunk
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            for event in sse_events(block + "\n\n"):
+                yield event["data"]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_an_error_answer_from_the_client_reaches_the_handler(base_url):
+    url = f"{base_url}/impatient/mcp"
+    arguments = {"patience": 10}
+    call = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "impatient", "arguments": arguments}}
+    async with httpx2.AsyncClient(timeout=15) as http:
+        session = await open_session(http, url, token("impatient", api_key=None))
+        async with http.stream("POST", url, json=call, headers=headers(session=session)) as stream:
+            events = events_of(stream)
+            ping = await asyncio.wait_for(anext(events), 10)
+            refusal = {"jsonrpc": "2.0", "id": ping["id"], "error": {"code": -32601, "message": "no pings here"}}
+            assert (await http.post(url, json=refusal, headers=headers(session=session))).status_code == 202
+            result = await asyncio.wait_for(anext(events), 10)
+    assert result["id"] == 8 and result["result"]["content"][0]["text"] == "gave up: no pings here"
