@@ -138,9 +138,13 @@ async def test_a_call_through_a_url_upstream_is_one_trace_from_the_client_to_the
     )
     assert not result.is_error
 
-    async def exported() -> list[Span]:
-        inner = [s for s in collector.find("tools/call ping_other", **{"mcp_tornado.server": "other"})]
-        return inner if any(s.trace_id == trace_id for s in inner) else []
+    async def exported() -> bool:  # all three: spans end (and are exported) inside out
+        found = (
+            collector.find("tools/call ping_other", **{"mcp_tornado.server": "other"}),
+            collector.find("tools/call loop", **{"mcp_tornado.server": "loop"}),
+            collector.find("tools/call ping_other", **{"mcp_tornado.server": "loop"}),
+        )
+        return all(any(s.trace_id == trace_id for s in spans) for spans in found)
 
     await eventually(exported, timeout=10, message=lambda: f"spans so far: {[s.name for _, s in collector.spans]}")
     request = one(collector.find("tools/call ping_other", **{"mcp_tornado.server": "loop"}), trace_id)
@@ -172,8 +176,12 @@ async def test_a_stdio_child_call_gets_a_child_span(base_url, collector: Collect
     )
     assert not result.is_error
 
-    async def exported() -> bool:
-        return any(s.trace_id == trace_id for s in collector.find("tools/call child"))
+    async def exported() -> bool:  # both: the request's span ends (and is exported) after its child's
+        found = (
+            collector.find("tools/call child"),
+            collector.find("tools/call add", **{"mcp_tornado.server": "child"}),
+        )
+        return all(any(s.trace_id == trace_id for s in spans) for spans in found)
 
     await eventually(exported, timeout=10, message=lambda: f"spans so far: {[s.name for _, s in collector.spans]}")
     request = one(collector.find("tools/call add", **{"mcp_tornado.server": "child"}), trace_id)

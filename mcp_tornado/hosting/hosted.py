@@ -280,7 +280,8 @@ class HostedServer:
         if batch and version not in BATCH_VERSIONS:
             raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
         self.check_tools(principal, messages)
-        await self.ready(session)  # 503 with Retry-After while its child or upstream is down
+        if not _only_pings(messages):  # a ping is the gateway's to answer, whatever the backend's state
+            await self.ready(session)  # 503 with Retry-After while its child or upstream is down
         requests = await session.receive(messages)
         if not requests:
             return ACCEPTED
@@ -592,3 +593,7 @@ class _HidingTools:
             shown = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in self._hidden)]
             return {**result, "tools": shown}
         return result
+
+
+def _only_pings(messages: list[Any]) -> bool:
+    return all(getattr(message, "method", None) == "ping" for message in messages)
