@@ -9,6 +9,7 @@ long anything below takes, `stop` returns within about `grace` seconds plus `STO
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -118,6 +119,11 @@ async def serve_forever(gateway: Gateway, on_ready: Callable[[int], None] | None
     second one exits at once. Either way the process is gone within a bounded time.
     """
     port = await gateway.start()
+    # What start-up made (modules, the SDK's types, the definitions) lives as long as the process:
+    # frozen out of the collector's sight, a full collection no longer walks it in the middle of a
+    # request (the p99 of `tools/call` under load: 45 ms before, 7 ms after; bench/README.md).
+    gc.collect()
+    gc.freeze()
     if on_ready is not None:
         on_ready(port)
     stop = asyncio.Event()
