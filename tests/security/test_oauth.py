@@ -270,7 +270,7 @@ def mcp_remote() -> Path:
     if not MCP_REMOTE.exists():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.skip("npm is not installed")
+            pytest.fail("npm is not installed (make test needs node and npm)")
         subprocess.run(
             [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(MCP_REMOTE.parents[3])]
             + [f"mcp-remote@{MCP_REMOTE_VERSION}"],
