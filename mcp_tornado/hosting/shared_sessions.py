@@ -78,7 +78,7 @@ from mcp_tornado.transport.jsonrpc import dumps
 from mcp_tornado.transport.protocols import ServedBackend
 from mcp_tornado.transport.session import Session
 from mcp_tornado.transport.session_table import SessionTable, identity_of
-from mcp_tornado.transport.sse import EventStream, Sink
+from mcp_tornado.transport.sse import EventStream, Sink, frame
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +110,6 @@ class Route(Protocol):
     ) -> Session: ...
 
     async def drop_session(self, session: Session) -> None: ...
-
-
-def _frame(entry_id: str, data: bytes, retry_ms: int | None = None) -> bytes:
-    retry = b"" if retry_ms is None else b"retry: %d\n" % retry_ms
-    return b"id: %s\n%sdata: %s\n\n" % (entry_id.encode(), retry, data)
 
 
 def _digest(text: str) -> str:
@@ -619,7 +614,7 @@ class SharedSessions:
         sink = open_sink()
         stream.take(sink)
         if prime is not None and session.resumable:
-            sink.write_frame(_frame(prime, b"", session.retry_ms))
+            sink.write_frame(frame(prime, b"", session.retry_ms))
         identity = hosted.sessions.identity(session) if hosted.sessions.get(session.id) is session else None
         self._spawn(self._pump(hosted, session, stream, sink, keys, start, identity))
         return sink
@@ -644,7 +639,7 @@ class SharedSessions:
                     for entry, fields in entries:
                         last = entry.decode()
                         data = fields.get(b"d", b"")
-                        if data and stream.holds(sink) and not sink.write_frame(_frame(last, data)):
+                        if data and stream.holds(sink) and not sink.write_frame(frame(last, data)):
                             return
                 if time.monotonic() - refreshed >= self.refresh_every:  # a listening client is not idle
                     refreshed = time.monotonic()

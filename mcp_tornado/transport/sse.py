@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from typing import Protocol
 
 
-def frame(event_id: int, data: bytes, retry_ms: int | None = None) -> bytes:
-    """One SSE event; `retry_ms` tells the client how long to wait before reconnecting."""
+def frame(event_id: int | str, data: bytes, retry_ms: int | None = None) -> bytes:
+    """One SSE event; `event_id` is a session buffer's number or a Redis stream entry's id (the
+    shared store's); `retry_ms` tells the client how long to wait before reconnecting."""
+    ident = b"%d" % event_id if isinstance(event_id, int) else event_id.encode()
     if retry_ms is None:
-        return b"id: %d\ndata: %s\n\n" % (event_id, data)
-    return b"id: %d\nretry: %d\ndata: %s\n\n" % (event_id, retry_ms, data)
+        return b"id: %s\ndata: %s\n\n" % (ident, data)
+    return b"id: %s\nretry: %d\ndata: %s\n\n" % (ident, retry_ms, data)
 
 
 class Sink(Protocol):
