@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import tornado.http1connection
 import tornado.web
 
 from mcp_tornado import auth
@@ -23,7 +22,6 @@ from mcp_tornado.errors import (
     MissingSession,
     NotAcceptable,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from mcp_tornado.handlers import oauth
@@ -37,8 +35,6 @@ from mcp_tornado.transport import jsonrpc
 from mcp_tornado.transport.legacy import LegacyConnection, LegacyConnections
 
 SESSION_PARAMETER = "session_id"  # the query parameter the SDK's SSE server names its sessions with
-# A chunked body this many times over the limit is not read to its end: Tornado drops the connection.
-BODY_CUTOFF_FACTOR = 4
 
 
 class _LegacyHandler(BaseHandler):
@@ -130,20 +126,7 @@ class LegacyMessagesHandler(_LegacyHandler):
 
     async def prepare(self) -> None:
         await self.check_host_and_origin()
-        self._chunks: list[bytes] = []
-        self._received = 0
-        limit = self.settings_.max_body_bytes
-        length = self.request.headers.get("Content-Length", "")
-        if length.isascii() and length.isdigit() and int(length) > limit:
-            raise PayloadTooLarge(f"body over {limit} bytes")
-        connection = self.request.connection
-        if isinstance(connection, tornado.http1connection.HTTP1Connection):
-            connection.set_max_body_size(limit * BODY_CUTOFF_FACTOR)
-
-    def data_received(self, chunk: bytes) -> None:
-        self._received += len(chunk)
-        if self._received <= self.settings_.max_body_bytes:
-            self._chunks.append(chunk)
+        self.start_body(self.settings_.max_body_bytes)
 
     async def post(self, name: str) -> None:
         hosted = self._hosted(name)
@@ -151,9 +134,7 @@ class LegacyMessagesHandler(_LegacyHandler):
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
-        if self._received > self.settings_.max_body_bytes:
-            raise PayloadTooLarge(f"body over {self.settings_.max_body_bytes} bytes")
-        messages, batch = jsonrpc.parse(b"".join(self._chunks), self.settings_.max_batch)
+        messages, batch = jsonrpc.parse(self.streamed_body(), self.settings_.max_batch)
         session_id = self.get_query_argument(SESSION_PARAMETER, None)
         if not session_id:
             raise MissingSession(f"missing {SESSION_PARAMETER} query parameter")

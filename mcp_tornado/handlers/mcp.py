@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import anyio
-import tornado.http1connection
 import tornado.web
 from mcp.shared.inbound import unsupported_protocol_version_rejection
 from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCRequest
@@ -30,7 +29,6 @@ from mcp_tornado.errors import (
     MissingSession,
     NotAcceptable,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from mcp_tornado.handlers import oauth
@@ -50,8 +48,6 @@ EVENT_ID = re.compile(r"[0-9]{1,18}")
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
 LAST_EVENT_ID_HEADER = "Last-Event-ID"
-# A chunked body this many times over the limit is not read to its end: Tornado drops the connection.
-BODY_CUTOFF_FACTOR = 4
 ALL_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 
 
@@ -96,21 +92,7 @@ class McpHandler(BaseHandler):
         self._prepare_body()
 
     def _prepare_body(self) -> None:
-        self._chunks: list[bytes] = []
-        self._received = 0
-        limit = self.settings_.max_body_bytes
-        length = self.request.headers.get("Content-Length", "")
-        if length.isascii() and length.isdigit() and int(length) > limit:
-            raise PayloadTooLarge(f"body over {limit} bytes")
-        # A chunked body is counted in data_received; past this Tornado itself cuts the connection.
-        connection = self.request.connection
-        if isinstance(connection, tornado.http1connection.HTTP1Connection):
-            connection.set_max_body_size(limit * BODY_CUTOFF_FACTOR)
-
-    def data_received(self, chunk: bytes) -> None:
-        self._received += len(chunk)
-        if self._received <= self.settings_.max_body_bytes:
-            self._chunks.append(chunk)
+        self.start_body(self.settings_.max_body_bytes)
 
     # -- POST -----------------------------------------------------------------------------
 
@@ -197,9 +179,7 @@ class McpHandler(BaseHandler):
         return hosted
 
     def _body(self) -> bytes:
-        if self._received > self.settings_.max_body_bytes:
-            raise PayloadTooLarge(f"body over {self.settings_.max_body_bytes} bytes")
-        return b"".join(self._chunks)
+        return self.streamed_body()
 
     def _protocol_version(self) -> str | None:
         """The request's revision: a handshake one (or None), or a stateless one on POST."""
@@ -221,7 +201,7 @@ class McpHandler(BaseHandler):
 
     def _carries_envelope(self) -> bool:
         """Whether the POST body (read by now) is a request with a 2026-07-28 `_meta` envelope."""
-        if self.request.method != "POST" or not getattr(self, "_chunks", None):
+        if self.request.method != "POST" or not self._chunks:
             return False
         try:
             decoded = jsonrpc.loads(b"".join(self._chunks))
@@ -279,7 +259,7 @@ class McpHandler(BaseHandler):
 
     def request_id_of_error(self) -> Any:
         """The id of the request this error answers, when its body was read and names one."""
-        if self.request.method != "POST" or not getattr(self, "_chunks", None):
+        if self.request.method != "POST" or not self._chunks:
             return None
         try:
             decoded = jsonrpc.loads(b"".join(self._chunks))

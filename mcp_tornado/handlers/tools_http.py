@@ -42,7 +42,6 @@ import anyio
 import jsonschema
 import jsonschema.exceptions
 import referencing.exceptions
-import tornado.http1connection
 import tornado.web
 from mcp.shared.inbound import encode_header_value, mcp_param_headers, x_mcp_header_map
 from mcp_types import (
@@ -62,7 +61,6 @@ from mcp_tornado.errors import (
     Forbidden,
     GatewayError,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from mcp_tornado.handlers.base import CORS_MAX_AGE, BaseHandler
@@ -79,8 +77,6 @@ CLIENT_INFO = {"name": "mcp-tornado-http", "version": __version__}
 MAX_PAGES = 100
 # Scope sets whose documents a server keeps; callers carry a handful, past this the cache is dropped.
 MAX_SCOPE_SETS = 64
-# A chunked body this many times over the limit is not read to its end (as on the MCP routes).
-BODY_CUTOFF_FACTOR = 4
 # Seconds the management API waits for a backend's tool list before showing what it knew.
 ADMIN_LIST_TIMEOUT = 5.0
 # How much of a failing argument's description a 400 quotes.
@@ -370,22 +366,8 @@ class ToolCallHandler(_ToolsHandler):
 
     async def prepare(self) -> None:
         await self.check_host_and_origin()
-        self._chunks: list[bytes] = []
-        self._received = 0
-        if self.request.method != "POST":
-            return
-        limit = self.settings_.max_body_bytes
-        length = self.request.headers.get("Content-Length", "")
-        if length.isascii() and length.isdigit() and int(length) > limit:
-            raise PayloadTooLarge(f"body over {limit} bytes")
-        connection = self.request.connection
-        if isinstance(connection, tornado.http1connection.HTTP1Connection):
-            connection.set_max_body_size(limit * BODY_CUTOFF_FACTOR)
-
-    def data_received(self, chunk: bytes) -> None:
-        self._received += len(chunk)
-        if self._received <= self.settings_.max_body_bytes:
-            self._chunks.append(chunk)
+        if self.request.method == "POST":
+            self.start_body(self.settings_.max_body_bytes)
 
     async def post(self, name: str, tool: str) -> None:
         hosted = self._hosted(name)
@@ -394,10 +376,9 @@ class ToolCallHandler(_ToolsHandler):
         content_type = self.request.headers.get("Content-Type")
         if content_type is not None and content_type.split(";", 1)[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
-        if self._received > self.settings_.max_body_bytes:
-            raise PayloadTooLarge(f"body over {self.settings_.max_body_bytes} bytes")
+        body = self.streamed_body()  # 413 over the limit, before anything else is judged
         principal = self._principal(hosted)
-        arguments = self._arguments()
+        arguments = self._arguments(body)
         found = await catalog(hosted, principal, address)
         listed = found.tools.get(tool)
         if listed is None:
@@ -422,8 +403,7 @@ class ToolCallHandler(_ToolsHandler):
             return
         self.write_json(answer_of(result))
 
-    def _arguments(self) -> dict[str, Any]:
-        body = b"".join(self._chunks)
+    def _arguments(self, body: bytes) -> dict[str, Any]:
         if not body.strip():
             return {}
         try:
