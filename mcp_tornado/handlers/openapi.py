@@ -34,6 +34,22 @@ def _definition_schemas() -> dict[str, Any]:
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
+# The body of every error answer (the management API's and the tools-over-HTTP routes').
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "integer", "description": "the HTTP status"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "the request field at fault (dotted path)"},
+            },
+        }
+    },
+}
 SCHEMAS: dict[str, Any] = {
     **_definition_schemas(),
     "Server": {
@@ -101,21 +117,7 @@ SCHEMAS: dict[str, Any] = {
             "expires_at": {"type": "integer", "description": "the token's exp, seconds since the epoch"},
         },
     },
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "integer", "description": "the HTTP status"},
-                    "message": {"type": "string"},
-                    "field": {"type": "string", "description": "the request field at fault (dotted path)"},
-                },
-            }
-        },
-    },
+    "Error": ERROR_SCHEMA,
 }
 
 _REASONS = {

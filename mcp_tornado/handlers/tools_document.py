@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from mcp_tornado.handlers.openapi import ERROR_SCHEMA
 from mcp_tornado.hosting.hosted import HostedServer
 
 _COMPONENT_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -80,21 +81,6 @@ def _errors(statuses: tuple[int, ...], public: bool) -> dict[str, Any]:
     return responses
 
 
-_ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "integer", "description": "the HTTP status"},
-                "message": {"type": "string"},
-                "field": {"type": "string", "description": "the request field at fault (dotted path)"},
-            },
-        }
-    },
-}
 _TOOL_ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -136,7 +122,7 @@ def document(hosted: HostedServer, tools: Mapping[str, Mapping[str, Any]]) -> di
     spec, info = hosted.spec, hosted.backend.init_options
     public = spec.public
     name = hosted.name
-    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA, "ToolError": _TOOL_ERROR_SCHEMA}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA, "ToolError": _TOOL_ERROR_SCHEMA}
     paths: dict[str, Any] = {
         f"/{name}/openapi.json": {
             "get": {
