@@ -42,6 +42,8 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
     discovery = {"registry": registry, "settings": settings}
     return tornado.web.Application(
         [
+            # Tornado tries the routes in order: the hot path's first.
+            (rf"/{NAME}/mcp", McpHandler, mcp),
             (r"/health", HealthHandler, {"registry": registry}),
             *console_routes(registry, settings),  # `/` and `/console/...`
             (r"/metrics", MetricsHandler, {"registry": registry, "telemetry": telemetry}),
@@ -49,7 +51,6 @@ def make_app(settings: Settings, registry: ServerRegistry) -> tornado.web.Applic
             (r"/servers/([^/]+)", ServerHandler, admin),
             (r"/tokens", TokensHandler, admin),
             (r"/openapi\.json", OpenApiHandler),
-            (rf"/{NAME}/mcp", McpHandler, mcp),
             (rf"/mcp/{NAME}", McpHandler, mcp),
             (rf"/{NAME}/sse", LegacyStreamHandler, legacy),
             (rf"/{NAME}/messages", LegacyMessagesHandler, legacy),

@@ -4,7 +4,7 @@ that does not say why it is long. Run by `make lint`.
 The layers, bottom to top (README, "Development"); each may import its own and lower ones:
 
     bottom     definitions, auth, errors, settings, importer, logs, request_info, compat, telemetry, expansion,
-               rate_limit, keys, keyring, revocations, watched_file, curation_rules
+               rate_limit, keys, keyring, revocations, watched_file, curation_rules, deadlines
     transport  the MCP wire of one session, the session table, SSE framing and buffers
     backends   in-process, app, stdio, remote, supervisor (never transport: it declares Protocols)
     hosting    registry, hosted server, watcher, store: transport and backends combined
@@ -39,6 +39,7 @@ BOTTOM = {
     "revocations",
     "watched_file",
     "curation_rules",
+    "deadlines",
 }
 TOP = {"app", "server", "http_server", "workers", "cli", "__main__"}
 RANK = {"bottom": 0, "transport": 1, "backends": 1, "hosting": 2, "handlers": 3, "top": 4}

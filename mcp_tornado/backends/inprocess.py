@@ -7,6 +7,9 @@ only ever starve its own server, and never keeps the process from exiting. Every
 resource, prompt) runs under the server's `timeout`. A tool's exception, timeout or non-JSON
 value (NaN, Infinity) becomes a result with `isError: true`; a resource's or prompt's, a
 JSON-RPC error. Tracebacks go to the log, never to the client.
+
+Long because it is one backend's whole surface (tools, resources, prompts, completion) with the
+hot path's shortcuts beside the SDK handlers they stand in for.
 """
 
 from __future__ import annotations
@@ -35,12 +38,17 @@ from mcp_tornado.backends.base import Backend, own_server
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
 from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
 from mcp_tornado.backends.resources import ResourceShelf
+from mcp_tornado.deadlines import Deadlines
 from mcp_tornado.definitions import ServerSpec
 from mcp_tornado.errors import DefinitionError
 from mcp_tornado.importer import ImportFromStringError, import_from_string
 from mcp_tornado.request_info import RequestInfo
 
 logger = logging.getLogger(__name__)
+
+
+# A `tools/call`'s params with only these keys need no model to check them (`_fast_call_tool`).
+_PLAIN_CALL = frozenset({"name", "arguments"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,6 +65,7 @@ class InProcessBackend(Backend):
     def __init__(self, spec: ServerSpec, *, search_path: Path | None, threads: int, max_abandoned: int) -> None:
         self.spec = spec
         self._handlers = HandlerPool(spec.name, size=threads, max_abandoned=max_abandoned)
+        self._deadlines = Deadlines(spec.timeout)  # one timer for every async handler's timeout
         self._tools: dict[str, _Tool] = {}
         listed: list[types.Tool] = []
         for i, tool in enumerate(spec.tools):
@@ -179,6 +188,10 @@ class InProcessBackend(Backend):
 
     async def _fast_call_tool(self, ctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
         """`tools/call` on the fast path: the same call, validated by the same params model."""
+        if type(params) is dict and params.keys() <= _PLAIN_CALL and type(params.get("name")) is str:
+            arguments = params.get("arguments")
+            if arguments is None or type(arguments) is dict:  # what the model would accept as it is
+                return await self._tool(ctx, params["name"], arguments or {})
         checked = types.CallToolRequestParams.model_validate({} if params is None else params, by_name=False)
         return await self._tool(ctx, checked.name, checked.arguments or {})
 
@@ -345,7 +358,7 @@ class InProcessBackend(Backend):
         Raises `TimeoutError`, `PoolExhausted`, or whatever the handler raised.
         """
         if is_async:
-            async with asyncio.timeout(self.spec.timeout):
+            with self._deadlines.start():
                 return await fn(argument, ToolContext(ctx, self.spec.name, asked, self.resource_updated))
         context = SyncToolContext(ctx, self.spec.name, asyncio.get_running_loop(), asked, self.resource_updated)
         return await self._handlers.run(fn, argument, context, timeout=self.spec.timeout)

@@ -280,7 +280,8 @@ class HostedServer:
         if batch and version not in BATCH_VERSIONS:
             raise BadRequest(f"JSON-RPC batches are not allowed at protocol version {version}")
         self.check_tools(principal, messages)
-        if not _only_pings(messages):  # a ping is the gateway's to answer, whatever the backend's state
+        # A ping is the gateway's to answer, whatever the backend's state.
+        if not self.backend.always_ready and not _only_pings(messages):
             await self.ready(session)  # 503 with Retry-After while its child or upstream is down
         requests = await session.receive(messages)
         if not requests:
