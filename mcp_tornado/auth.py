@@ -46,6 +46,9 @@ MAX_LIFETIME_SECONDS = 7 * 86400
 BEARER_PREFIX = "bearer "
 # The last second of year 9999: a time claim past it is nonsense, and larger numbers overflow floats.
 MAX_TIMESTAMP = 253_402_300_799
+# Tokens verified lately, kept so that a stateless client's every request (or a session's every
+# resume) does not pay for the signature again: bounded, oldest first out.
+MAX_VERIFIED_TOKENS = 4096
 # PyJWT would warn on every decode; `cli` reports a short secret once, at start-up, instead.
 warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
@@ -109,6 +112,8 @@ class TokenVerifier:
         self._max_lifetime = max_lifetime
         self._revoked = revoked
         self._options: Any = {"require": ["exp"], "verify_aud": audience is not None}
+        # token -> (its principal, the keys it was verified with, when it expires); see `verify`.
+        self._verified: dict[str, tuple[Principal, object, float]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -133,7 +138,28 @@ class TokenVerifier:
         return token_id is not None and self._revoked is not None and token_id in self._revoked
 
     def verify(self, token: str) -> Principal:
-        """Check a token's signature and claims. Raises `Unauthorized` with the reason."""
+        """Check a token's signature and claims. Raises `Unauthorized` with the reason.
+
+        A token verified before, with the same keys, is not verified again until it expires:
+        its signature cannot have changed, nor its claims, and every check that depends on the
+        time passes later if it passed once, except expiry (checked here) and revocation
+        (checked every time). New keys (a rotated JWKS, a changed key file) verify it anew.
+        """
+        keys = self.keys.generation()
+        known = self._verified.get(token)
+        if known is not None and known[1] is keys and time.time() < known[2]:
+            if self.revoked(known[0].token_id):
+                raise Unauthorized("token revoked")
+            return known[0]
+        principal = self._verify(token)
+        if len(self._verified) >= MAX_VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]
+        assert principal.expires_at is not None  # exp is required
+        # Valid while now < int(exp) + leeway: PyJWT's own rule (it drops a fraction of exp).
+        self._verified[token] = (principal, keys, int(principal.expires_at) + self._leeway)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         header = _header_of(token)
         try:
             claims = self._decode(token, self.keys.candidates(header.get("alg"), header.get("kid")))

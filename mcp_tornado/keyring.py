@@ -246,6 +246,10 @@ class KeyRing:
             sources.append(jwks_source(settings.jwt_jwks))
         return cls(sources)
 
+    def generation(self) -> object:
+        """What stands for the keys as they are now: the same object until any of them changes."""
+        return self._index_now()
+
     def keys(self) -> tuple[VerificationKey, ...]:
         return tuple(key for keys in self._index_now().by_alg.values() for key in keys)
 
