@@ -63,7 +63,9 @@ class SseResponse:
         self.state = State.NEW
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._keepalive: tornado.ioloop.PeriodicCallback | None = None
-        self._queue: collections.deque[tuple[float, bytes, bool]] = collections.deque()
+        # Frames waiting for the socket; None while there are none (most of an idle stream's life:
+        # an empty deque holds 600 bytes, and there is one per open stream).
+        self._queue: collections.deque[tuple[float, bytes, bool]] | None = None
         self._queued_live = 0  # bytes of queued frames that are not replays
         # The flush in progress, if any: when its oldest frame was queued (None for the headers).
         self._flushing: tuple[float | None, float] | None = None
@@ -98,6 +100,8 @@ class SseResponse:
             )
             self._drop()
             return False
+        if self._queue is None:
+            self._queue = collections.deque()
         self._queue.append((time.monotonic(), chunk, replay))
         if not replay:
             self._queued_live += len(chunk)
@@ -120,7 +124,7 @@ class SseResponse:
         """The connection closed under us: nothing more goes out."""
         self.state = State.CLOSED
         self._stop_keepalive()
-        self._queue.clear()
+        self._queue = None
         self._settle()
 
     # -- internals ------------------------------------------------------------------------
@@ -142,14 +146,16 @@ class SseResponse:
         if self.state not in (State.OPEN, State.ENDING) or self._flushing is not None:
             return
         handler = self._handler
-        size, oldest = 0, None
-        while self._queue and size < HIGH_WATER:
-            queued_at, chunk, replay = self._queue.popleft()
+        size, oldest, queue = 0, None, self._queue
+        while queue and size < HIGH_WATER:
+            queued_at, chunk, replay = queue.popleft()
             if not replay:
                 self._queued_live -= len(chunk)
             oldest = queued_at if oldest is None else oldest
             handler.write(chunk)
             size += len(chunk)
+        if queue is not None and not queue:
+            self._queue = None
         if size:
             self._flush(oldest)
         elif self.state is State.ENDING:

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -42,7 +42,6 @@ from mcp_tornado.errors import (
     Unauthorized,
     Unavailable,
 )
-from mcp_tornado.hosting.shared_sessions import SharedSessions
 from mcp_tornado.rate_limit import RateLimiter
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport import jsonrpc, stateless
@@ -52,6 +51,9 @@ from mcp_tornado.transport.legacy import LegacyConnection
 from mcp_tornado.transport.protocols import FastPath, ServedBackend
 from mcp_tornado.transport.session import Session
 from mcp_tornado.transport.session_table import SessionTable, identity_of
+
+if TYPE_CHECKING:  # redis is imported only by a gateway that uses it (registry.py)
+    from mcp_tornado.hosting.shared_sessions import SharedSessions
 
 logger = logging.getLogger(__name__)
 

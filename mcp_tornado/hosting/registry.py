@@ -20,7 +20,7 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -36,8 +36,10 @@ from mcp_tornado.errors import DefinitionError
 from mcp_tornado.expansion import Variables
 from mcp_tornado.hosting import policy
 from mcp_tornado.hosting.hosted import HostedServer
-from mcp_tornado.hosting.shared_sessions import SharedSessions
 from mcp_tornado.settings import Settings
+
+if TYPE_CHECKING:
+    from mcp_tornado.hosting.shared_sessions import SharedSessions
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,11 @@ class ServerRegistry:
         self.verifier = auth.TokenVerifier.from_settings(settings)
         self.verify = self.verifier.verify
         # The session store every worker and host shares (MCP_REDIS_URL); None: sessions in memory.
-        self.shared = SharedSessions(settings, self.get) if settings.redis_url else None
+        self.shared: SharedSessions | None = None
+        if settings.redis_url:  # imported only here: the redis client is 7 MB of a process's memory
+            from mcp_tornado.hosting.shared_sessions import SharedSessions
+
+            self.shared = SharedSessions(settings, self.get)
 
     def get(self, name: str) -> HostedServer | None:
         return self._servers.get(name)

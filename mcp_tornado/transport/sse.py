@@ -10,7 +10,6 @@ The stream writes through a `Sink` (the HTTP response); this module never touche
 
 from __future__ import annotations
 
-import collections
 import itertools
 from collections.abc import Iterator
 from typing import Protocol
@@ -47,7 +46,9 @@ class EventBuffer:
     """The last `size` events of a session, at most `max_bytes` of them, in order, for replay."""
 
     def __init__(self, size: int, max_bytes: int | None = None) -> None:
-        self._events: collections.deque[tuple[int, str, bytes]] = collections.deque()
+        # A list, not a deque: most buffers hold an event or two for ever (an idle session's GET
+        # stream), and an empty deque alone is 600 bytes. Trimming moves at most `size` pointers.
+        self._events: list[tuple[int, str, bytes]] = []
         self._size = size
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -66,8 +67,12 @@ class EventBuffer:
         chunk = frame(event_id, data, retry_ms)
         self._events.append((event_id, stream_key, chunk))
         self._bytes += len(chunk)
-        while len(self._events) > self._size or (self._max_bytes is not None and self._bytes > self._max_bytes):
-            self._bytes -= len(self._events.popleft()[2])
+        events, drop = self._events, 0
+        while len(events) - drop > self._size or (self._max_bytes is not None and self._bytes > self._max_bytes):
+            self._bytes -= len(events[drop][2])
+            drop += 1
+        if drop:
+            del events[:drop]
         return event_id, chunk
 
     def stream_of(self, event_id: int) -> str | None:
