@@ -1,4 +1,4 @@
-"""The hot path answers exactly as the SDK path does, at every handshake revision.
+"""The hot path answers exactly as the SDK path does, at every revision.
 
 In-process `tools/list` and `tools/call` skip the SDK runner when the server has no middleware
 (mcp_tornado/transport/session.py, mcp_tornado/backends/inprocess.py). Two routes serve the
@@ -20,6 +20,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 
 from mcp_tornado.server import Gateway
 from tests.conftest import token
+from tests.e2e.test_stateless import MODERN, envelope, modern_headers
 from tests.e2e.wire import headers, open_session
 
 TOOLS = """
@@ -205,3 +206,26 @@ async def test_the_fast_path_answers_the_same_json_as_the_sdk_path(routes, versi
     assert bodies[5]["result"]["structuredContent"] == {"sum": 42, "items": [1, "two", None]}
     assert bodies[7]["result"]["isError"] is True
     assert bodies[15]["error"]["code"] == -32602  # unknown tool
+
+
+async def stateless_answers(http: httpx2.AsyncClient, url: str, server: str) -> list[tuple[int, str, bytes]]:
+    """Every call of CALLS as a 2026-07-28 request: (status, content type, body), in order."""
+    out = []
+    for request_id, (method, params) in enumerate(CALLS, start=10):
+        name = (params or {}).get("name")
+        routing = modern_headers(method, token(server, api_key=None), name if isinstance(name, str) else None)
+        response = await http.post(url, json=envelope(method, params, request_id), headers=routing)
+        out.append((response.status_code, response.headers.get("Content-Type", ""), response.content))
+    return out
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_the_fast_path_answers_stateless_requests_byte_for_byte_as_the_sdk_path(routes):
+    """2026-07-28: no session, and the SDK's `serve_one` kernel stands where the runner did."""
+    async with httpx2.AsyncClient(timeout=10) as http:
+        fast = await stateless_answers(http, routes["fast"], "fast")
+        sdk = await stateless_answers(http, routes["sdk"], "sdk")
+    # Every 2026-07-28 result is stamped with its server's name: the routes' names are all that differ.
+    stamp = b'"io.modelcontextprotocol/serverInfo":{"name":"%s"'
+    for (method, params), ours, theirs in zip(CALLS, fast, sdk, strict=True):
+        assert (*ours[:2], ours[2].replace(stamp % b"fast", stamp % b"sdk")) == theirs, f"{method} {params} at {MODERN}"
