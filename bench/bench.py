@@ -369,6 +369,8 @@ class Bench:
         floor = Peer("floor: bare Tornado handler, parses the body, fixed result", self.floor, "/mcp")
         peers = [ours, sdk, floor]
         for peer in peers:
+            if peer is floor:  # the very request the gateway gets (its session and token), which it ignores
+                floor.headers = dict(ours.headers)
             asyncio.run(self.prepare(peer, session=peer is not floor))
         if self.node is not None:
             node = Peer("Express + TypeScript SDK (enableJsonResponse)", self.node, "/mcp")

@@ -78,4 +78,6 @@ if __name__ == "__main__":
     app = build(port, mode).streamable_http_app(
         json_response=mode != "sse", stateless_http=mode.startswith("stateless")
     )
-    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+    # As `pip install mcp` brings it, whatever else the environment has: uvicorn would pick uvloop
+    # and httptools up by itself where they are installed (loop="auto", http="auto").
+    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning", loop="asyncio", http="h11")
