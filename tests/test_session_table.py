@@ -336,3 +336,82 @@ async def test_an_idle_session_with_a_request_in_flight_is_not_stale():
 
 async def _true(value: bool) -> bool:
     return value
+
+
+# -- the expiry clock: each session ends at its token's expiry, one timer for them all ------------
+
+
+def expiring_table(ended: list[Session]) -> SessionTable:
+    return SessionTable(max_sessions=100_000, on_expire=ended.append)
+
+
+def ended_are(ended: list[Session], expected: list[Session]) -> Any:
+    async def check() -> bool:
+        return ended == expected
+
+    return check
+
+
+@pytest.mark.gen_test
+async def test_each_session_ends_at_its_own_tokens_expiry_in_order():
+    ended: list[Session] = []
+    table = expiring_table(ended)
+    now = time.time()
+    later, sooner, never = session(expires_at=now + 0.3), session(expires_at=now + 0.1), session()
+    for s in (later, sooner, never):
+        table.add(s)
+    await eventually(ended_are(ended, [sooner]), timeout=2)  # the later one has not gone with it
+    await eventually(ended_are(ended, [sooner, later]), timeout=2)
+    await asyncio.sleep(0.05)
+    assert ended == [sooner, later]  # a session without an expiry never ends this way
+
+
+@pytest.mark.gen_test
+async def test_a_session_removed_before_its_expiry_is_not_ended_by_it():
+    ended: list[Session] = []
+    table = expiring_table(ended)
+    at = time.time() + 0.1
+    gone, stays = session(user="a", expires_at=at), session(user="b", expires_at=at)
+    table.add(gone)
+    table.add(stays)
+    table.remove(gone)
+    await eventually(ended_are(ended, [stays]), timeout=2)
+    await asyncio.sleep(0.05)
+    assert ended == [stays]
+
+
+@pytest.mark.gen_test
+async def test_sessions_of_one_token_share_one_timer():
+    """A timer per session made reaping 100,000 of them stall the loop (bench/README.md)."""
+    loop = asyncio.get_running_loop()
+    table = expiring_table([])
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    at = time.time() + 3600
+    for _ in range(1000):
+        table.add(session(expires_at=at))
+    assert len(loop._scheduled) - before == 1  # type: ignore[attr-defined]
+    table.stop_clock()
+
+
+@pytest.mark.gen_test
+async def test_expiry_times_whose_sessions_are_gone_do_not_pile_up():
+    """Many tokens, each session ended early: what the clock keeps stays bounded."""
+    table = expiring_table([])
+    now = time.time()
+    for n in range(5000):
+        s = session(user=f"u{n}", expires_at=now + 3600 + n)
+        table.add(s)
+        table.remove(s)
+    clock = table._expiries  # type: ignore[attr-defined]
+    assert clock is not None and len(clock) == 0
+    assert len(clock._times) <= 2 * 1 + 64 + 1  # rebuilt from the live ones as it grows
+
+
+@pytest.mark.gen_test
+async def test_a_stopped_clock_ends_nothing():
+    ended: list[Session] = []
+    table = expiring_table(ended)
+    table.add(session(expires_at=time.time() + 0.05))
+    table.stop_clock()
+    await asyncio.sleep(0.15)
+    assert ended == []

@@ -84,7 +84,8 @@ class HostedServer:
         self.backend = backend
         self.api_keys = ApiKeys(spec.api_keys)
         self._verify = verify
-        self.sessions = SessionTable(settings.max_sessions_per_server, settings.max_sessions_per_user)
+        # A session never outlives its token, even while its client only listens: the table ends it then.
+        self.sessions = SessionTable(settings.max_sessions_per_server, settings.max_sessions_per_user, self._expire)
         self._event_buffer_size = settings.event_buffer_size
         self._event_buffer_bytes = settings.event_buffer_bytes
         self._retry_ms = round(settings.sse_retry * 1000)
@@ -362,10 +363,6 @@ class HostedServer:
             )
         await self.backend.session_opened(session.id)
         session.set_backend(served)  # its init_options may only be known now (an upstream's)
-        if principal.expires_at is not None:
-            # A session never outlives its token, even while its client only listens.
-            delay = max(0.0, principal.expires_at - time.time())
-            session.expiry = asyncio.get_running_loop().call_later(delay, self._expire, session)
         for evicted in self.sessions.add(session, identity):
             if self.shared is not None:  # only this worker's copy: the caps that end sessions are in Redis
                 await self.drop_session(evicted)
@@ -383,6 +380,7 @@ class HostedServer:
         while the limits stay the same.
         """
         adopted, previous.sessions = previous.sessions, SessionTable(1)  # the old server keeps none
+        adopted.stop_clock()  # their expiries are this server's to keep now
         self._per_identity = _carried_over(self._per_identity, previous._per_identity)
         self._per_address = _carried_over(self._per_address, previous._per_address)
         for session in adopted:

@@ -102,7 +102,6 @@ class Session:
         self._request_ids = itertools.count(1)
         self.last_active = time.monotonic()
         self.closed = False
-        self.expiry: asyncio.TimerHandle | None = None  # ends the session at its token's exp
 
     @property
     def expired(self) -> bool:
@@ -312,8 +311,6 @@ class Session:
         if self.closed:
             return
         self.closed = True
-        if self.expiry is not None:
-            self.expiry.cancel()
         for exchange in list(self.in_flight.values()):
             exchange.interrupt()
         closed = ErrorData(code=CONNECTION_CLOSED, message="session ended")
