@@ -71,6 +71,9 @@ class McpHandler(BaseHandler):
     _span: Any = None  # the request's trace span, when tracing is on
 
     def initialize(self, registry: ServerRegistry, settings: Settings, telemetry: Telemetry) -> None:
+        # No templates here: the template namespace Tornado builds for every handler (and drops
+        # once it finishes) goes now, not when a GET stream ends hours later (0.5 KB a stream).
+        self.ui = None  # type: ignore[assignment]
         self.registry = registry
         self.settings_ = settings
         self.telemetry = telemetry
