@@ -21,8 +21,8 @@ The package in layers; each imports only its own modules and those below it, wit
       +------------------------------+
     bottom     definitions (YAML -> typed, frozen specs), auth (+ keys, keyring, revocations,
                watched_file), errors, settings, expansion, importer, logs, rate_limit,
-               request_info, telemetry, tracing, curation_rules, compat (the only private
-               APIs we touch)
+               request_info, telemetry, tracing, curation_rules, deadlines, compat (the only
+               private APIs we touch)
 
 A request reads straight down: `handlers.mcp` -> `hosting.hosted` -> `transport.session` ->
 the SDK's `ServerRunner` -> the backend's lowlevel `Server` -> a handler, a child, an upstream.

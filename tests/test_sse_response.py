@@ -537,3 +537,41 @@ async def test_keepalive_comments_go_between_frames(http_server, http_port, prob
         assert payload.startswith(event(1) + KEEPALIVE_FRAME)
         assert payload.endswith(event(2))
         assert payload.replace(KEEPALIVE_FRAME, b"") == event(1) + event(2)
+
+
+@pytest.mark.gen_test(timeout=TEST_TIMEOUT)
+async def test_open_streams_share_one_keepalive_timer(http_server, http_port, probe):
+    """A timer per stream was about 1 KB each (bench/README.md): 30 streams, one timer, gone with the last."""
+    probe.options = {"keepalive_interval": 0.2}
+    loop = asyncio.get_running_loop()
+
+    def timers() -> int:
+        return sum(not timer.cancelled() for timer in loop._scheduled)  # type: ignore[attr-defined]
+
+    before = timers()
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(connect(http_port)) for _ in range(30)]
+        responses = [await opened(probe, client) for client in clients]
+        assert timers() - before <= 1
+        for client in clients:  # and every one of them hears it
+            await client.read_until(KEEPALIVE_FRAME)
+        for sse, client in zip(responses, clients, strict=True):
+            sse.end()
+            await client.read_to_eof()
+    await asyncio.sleep(0.25)  # past one tick: a stopped timer is not re-armed
+    assert timers() - before <= 0
+
+
+@pytest.mark.gen_test(timeout=TEST_TIMEOUT)
+async def test_a_stream_opened_mid_round_hears_within_an_interval(http_server, http_port, probe):
+    probe.options = {"keepalive_interval": 0.3}
+    async with connect(http_port) as first, connect(http_port) as second:
+        await opened(probe, first)
+        await asyncio.sleep(0.13)  # the keepalive round is under way
+        await opened(probe, second)
+        begun = time.monotonic()
+        await second.read_until(KEEPALIVE_FRAME)
+        waited = time.monotonic() - begun
+        assert 0.25 <= waited  # not much before its interval
+        await second.read_until(KEEPALIVE_FRAME * 2)
+        assert time.monotonic() - begun >= 0.5  # and then once an interval

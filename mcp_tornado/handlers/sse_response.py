@@ -21,6 +21,7 @@ import collections
 import enum
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,67 @@ class State(enum.Enum):
     OPEN = "open"
     ENDING = "ending"  # end() was called; queued frames are still going out
     CLOSED = "closed"
+
+
+class Keepalives:
+    """The keepalive of every open SSE response of one loop with one interval, from one timer.
+
+    A `PeriodicCallback` per stream was a loop timer each, re-armed every interval, about 1 KB
+    a stream with its handle. Here the streams sit in `SLOTS` buckets, each joining the one
+    just pinged; a tick every interval / `SLOTS` pings the next bucket. So each stream still
+    hears from us about once an interval (its first keepalive within one), and 10,000 streams
+    cost 10,000 / `SLOTS` pings a tick rather than 10,000 timers.
+    """
+
+    SLOTS = 50
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._slots: list[set[SseResponse]] = [set() for _ in range(self.SLOTS)]
+        self._cursor = 0  # the slot the next tick pings
+        self._count = 0
+        self._timer: tornado.ioloop.PeriodicCallback | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, response: SseResponse) -> int:
+        """Ping `response` from now on; returns its slot (for `remove`)."""
+        slot = (self._cursor - 1) % self.SLOTS  # reached again a whole round from now
+        self._slots[slot].add(response)
+        self._count += 1
+        if self._timer is None:
+            self._timer = tornado.ioloop.PeriodicCallback(self._tick, self.interval * 1000 / self.SLOTS)
+            self._timer.start()
+        return slot
+
+    def remove(self, response: SseResponse, slot: int) -> None:
+        bucket = self._slots[slot]
+        if response in bucket:
+            bucket.discard(response)
+            self._count -= 1
+        if not self._count and self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _tick(self) -> None:
+        bucket = self._slots[self._cursor]
+        self._cursor = (self._cursor + 1) % self.SLOTS
+        for response in list(bucket):  # a ping may drop its reader, which leaves the bucket
+            response._ping()
+
+
+# Per loop (tests run several), per interval: the wheels of the streams open on that loop.
+_KEEPALIVES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Keepalives]] = weakref.WeakKeyDictionary()
+
+
+def keepalives(interval: float) -> Keepalives:
+    """The running loop's `Keepalives` for `interval` seconds."""
+    wheels = _KEEPALIVES.setdefault(asyncio.get_running_loop(), {})
+    wheel = wheels.get(interval)
+    if wheel is None:
+        wheel = wheels[interval] = Keepalives(interval)
+    return wheel
 
 
 class SseResponse:
@@ -62,7 +124,7 @@ class SseResponse:
         self._label = label
         self.state = State.NEW
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._keepalive: tornado.ioloop.PeriodicCallback | None = None
+        self._keepalive: tuple[Keepalives, int] | None = None  # its wheel, and its slot there
         # Frames waiting for the socket; None while there are none (most of an idle stream's life:
         # an empty deque holds 600 bytes, and there is one per open stream).
         self._queue: collections.deque[tuple[float, bytes, bool]] | None = None
@@ -85,8 +147,8 @@ class SseResponse:
         handler.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to hold events back
         self.state = State.OPEN
         self._flush(None)  # the headers go out first; frames follow once they have
-        self._keepalive = tornado.ioloop.PeriodicCallback(self._ping, self._keepalive_interval * 1000)
-        self._keepalive.start()
+        wheel = keepalives(self._keepalive_interval)
+        self._keepalive = (wheel, wheel.add(self))
 
     def write_frame(self, chunk: bytes, *, replay: bool = False) -> bool:
         """Queue one frame; False when the response is over (the client left or was dropped)."""
@@ -189,7 +251,8 @@ class SseResponse:
 
     def _stop_keepalive(self) -> None:
         if self._keepalive is not None:
-            self._keepalive.stop()
+            wheel, slot = self._keepalive
+            wheel.remove(self, slot)
             self._keepalive = None
 
     def _settle(self) -> None:
