@@ -266,7 +266,8 @@ def test_a_session_idle_past_the_timeout_is_stale():
     assert list(table.stale(180)) == []
 
 
-def test_stale_lists_sessions_in_table_order():
+def test_stale_lists_sessions_in_the_order_they_were_added():
+    """Not by activity: a touched session keeps its place (see `SessionTable.stale`)."""
     table = SessionTable(max_sessions=10)
     a, b, c = session(user="a"), session(user="b"), session(user="c")
     for s in (a, b, c):
@@ -274,7 +275,8 @@ def test_stale_lists_sessions_in_table_order():
         s.last_active = time.monotonic() - 120
     table.touch(a)
     a.last_active = time.monotonic() - 120
-    assert list(table.stale(60)) == [b, c, a]
+    assert list(table.stale(60)) == [a, b, c]
+    assert list(table) == [b, c, a]  # while the table itself is by activity (eviction order)
 
 
 def test_a_session_past_its_tokens_expiry_is_stale_even_when_busy():
