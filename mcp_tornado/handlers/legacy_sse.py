@@ -27,7 +27,6 @@ from mcp_tornado.errors import (
 from mcp_tornado.handlers import oauth
 from mcp_tornado.handlers.base import BaseHandler
 from mcp_tornado.handlers.sse_response import SseResponse
-from mcp_tornado.hosting.hosted import HostedServer
 from mcp_tornado.hosting.registry import ServerRegistry
 from mcp_tornado.settings import Settings
 from mcp_tornado.telemetry import RequestCounter
@@ -47,12 +46,6 @@ class _LegacyHandler(BaseHandler):
         self.settings_ = settings
         self.counter = counter
         self.connections = connections
-
-    def _hosted(self, name: str) -> HostedServer:
-        hosted = self.registry.get(name)
-        if hosted is None:
-            raise NotFound(f"unknown server {name!r}")
-        return hosted
 
     def _token(self) -> str | None:
         return auth.bearer_token(self.request.headers.get("Authorization"))
@@ -81,7 +74,7 @@ class LegacyStreamHandler(_LegacyHandler):
         await self.check_host_and_origin()
 
     async def get(self, name: str) -> None:
-        hosted = self._hosted(name)
+        hosted = self.registry.require(name)
         address = self.request.remote_ip
         hosted.limit_address(address)
         accept = self.request.headers.get("Accept")
@@ -129,7 +122,7 @@ class LegacyMessagesHandler(_LegacyHandler):
         self.start_body(self.settings_.max_body_bytes)
 
     async def post(self, name: str) -> None:
-        hosted = self._hosted(name)
+        hosted = self.registry.require(name)
         hosted.limit_address(self.request.remote_ip)
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":

@@ -100,7 +100,7 @@ class McpHandler(BaseHandler):
     # -- POST -----------------------------------------------------------------------------
 
     async def post(self, name: str) -> None:
-        hosted = self._hosted(name)
+        hosted = self.registry.require(name)
         address = self.request.remote_ip
         hosted.limit_address(address)
         content_type = self.request.headers.get("Content-Type", "")
@@ -137,7 +137,7 @@ class McpHandler(BaseHandler):
     # -- GET ------------------------------------------------------------------------------
 
     async def get(self, name: str) -> None:
-        hosted = self._hosted(name)
+        hosted = self.registry.require(name)
         hosted.limit_address(self.request.remote_ip)
         if not _accepts(self.request.headers.get("Accept", ""), "text/event-stream"):
             raise NotAcceptable("Accept must list text/event-stream")
@@ -165,7 +165,7 @@ class McpHandler(BaseHandler):
     # -- DELETE ---------------------------------------------------------------------------
 
     async def delete(self, name: str) -> None:
-        hosted = self._hosted(name)  # a session can always be ended, even while its backend is down
+        hosted = self.registry.require(name)  # a session can always be ended, even while its backend is down
         hosted.limit_address(self.request.remote_ip)
         self._protocol_version()
         session, _ = await self._session(hosted)
@@ -174,12 +174,6 @@ class McpHandler(BaseHandler):
         self.finish()
 
     # -- HTTP pieces ------------------------------------------------------------------------
-
-    def _hosted(self, name: str) -> HostedServer:
-        hosted = self.registry.get(name)
-        if hosted is None:
-            raise NotFound(f"unknown server {name!r}")
-        return hosted
 
     def _body(self) -> bytes:
         return self.streamed_body()

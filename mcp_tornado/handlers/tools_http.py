@@ -328,12 +328,6 @@ class _ToolsHandler(BaseHandler):
         self.set_status(204)
         self.finish()
 
-    def _hosted(self, name: str) -> HostedServer:
-        hosted = self.registry.get(name)
-        if hosted is None:
-            raise NotFound(f"unknown server {name!r}")
-        return hosted
-
     def _principal(self, hosted: HostedServer) -> auth.Principal:
         """Who calls: the Bearer token for this server (none on an `auth: none` server), checked as
         a 2026-07-28 request's is, on every request."""
@@ -349,7 +343,7 @@ class ToolsDocumentHandler(_ToolsHandler):
         await self.check_host_and_origin()
 
     async def get(self, name: str) -> None:
-        hosted = self._hosted(name)
+        hosted = self.registry.require(name)
         address = self.request.remote_ip
         hosted.limit_address(address)
         found = await catalog(hosted, self._principal(hosted), address)
@@ -370,7 +364,7 @@ class ToolCallHandler(_ToolsHandler):
             self.start_body(self.settings_.max_body_bytes)
 
     async def post(self, name: str, tool: str) -> None:
-        hosted = self._hosted(name)
+        hosted = self.registry.require(name)
         address = self.request.remote_ip
         hosted.limit_address(address)
         content_type = self.request.headers.get("Content-Type")

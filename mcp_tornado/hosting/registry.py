@@ -32,7 +32,7 @@ from mcp_tornado.backends.inprocess import InProcessBackend
 from mcp_tornado.backends.remote import RemoteBackend
 from mcp_tornado.backends.sdk_app import SdkAppBackend
 from mcp_tornado.backends.stdio import StdioBackend
-from mcp_tornado.errors import DefinitionError
+from mcp_tornado.errors import DefinitionError, NotFound
 from mcp_tornado.expansion import Variables
 from mcp_tornado.hosting import policy
 from mcp_tornado.hosting.hosted import HostedServer
@@ -72,6 +72,13 @@ class ServerRegistry:
 
     def get(self, name: str) -> HostedServer | None:
         return self._servers.get(name)
+
+    def require(self, name: str) -> HostedServer:
+        """The server a route names; `NotFound` (404) when there is none."""
+        hosted = self._servers.get(name)
+        if hosted is None:
+            raise NotFound(f"unknown server {name!r}")
+        return hosted
 
     def __iter__(self) -> Any:
         return iter(list(self._servers.values()))
