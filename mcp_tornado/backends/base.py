@@ -8,15 +8,18 @@ satisfies the transport's `ServedBackend` protocol without knowing it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import MCPDeprecationWarning
 from opentelemetry import trace
 
 from mcp_tornado.backends.relay import StatelessRelay
 from mcp_tornado.backends.state import BackendState
+from mcp_tornado.definitions import ServerSpec
 
 Publish = Callable[[str, Mapping[str, Any] | None, set[str] | None], Awaitable[None]]
 
@@ -102,3 +105,24 @@ def own_server(server: Server[Any]) -> Server[Any]:
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         server.middleware.clear()  # ours carry only the SDK's default OpenTelemetry entry
     return server
+
+
+def quiet_server(name: str, **options: Any) -> Server[Any]:
+    """`Server(name, **options)` as `own_server` leaves it. `logging/setLevel` is deprecated only
+    from 2026-07-28; the handshake revisions we serve still use it, so its handler does not warn."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        return own_server(Server(name, **options))
+
+
+def spec_server(spec: ServerSpec, **handlers: Any) -> Server[Any]:
+    """The lowlevel `Server` of a definition (its name, version, title, description and
+    instructions) with `handlers` (`on_call_tool=...`): see `quiet_server`."""
+    return quiet_server(
+        spec.name,
+        version=spec.version,
+        title=spec.title,
+        description=spec.description,
+        instructions=spec.instructions,
+        **handlers,
+    )

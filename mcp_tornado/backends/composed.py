@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -47,15 +46,14 @@ from typing import Any, Protocol
 import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
-from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 from pydantic import BaseModel
 
 from mcp_tornado.auth import ApiKeys
 from mcp_tornado.backends import results
-from mcp_tornado.backends.base import Backend, own_server
+from mcp_tornado.backends.base import Backend, spec_server
 from mcp_tornado.backends.context import LOG_LEVELS
 from mcp_tornado.backends.curation import curated
 from mcp_tornado.backends.state import BackendState
@@ -115,28 +113,20 @@ class ComposedBackend(Backend):
             why = self._excluded(found) if found is not None else None
             if why is not None:
                 raise DefinitionError(spec.source, member.line, f"compose: {member.server!r} {why}", field="compose")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging/setLevel: still a handshake-era method
-            server = own_server(
-                Server(
-                    spec.name,
-                    version=spec.version,
-                    title=spec.title,
-                    description=spec.description,
-                    instructions=spec.instructions,
-                    on_list_tools=self._list_tools,
-                    on_call_tool=self._call_tool,
-                    on_list_prompts=self._list_prompts,
-                    on_get_prompt=self._get_prompt,
-                    on_list_resources=self._list_resources,
-                    on_list_resource_templates=self._list_templates,
-                    on_read_resource=self._read_resource,
-                    on_subscribe_resource=self._subscribe,
-                    on_unsubscribe_resource=self._unsubscribe,
-                    on_completion=self._complete,
-                    on_set_logging_level=self._set_level,
-                )
-            )
+        server = spec_server(
+            spec,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt,
+            on_list_resources=self._list_resources,
+            on_list_resource_templates=self._list_templates,
+            on_read_resource=self._read_resource,
+            on_subscribe_resource=self._subscribe,
+            on_unsubscribe_resource=self._unsubscribe,
+            on_completion=self._complete,
+            on_set_logging_level=self._set_level,
+        )
         # The composed server's own `tools: {include, exclude, rename, ...}` apply to the namespaced names.
         super().__init__(curated(server, spec.curation), list_changed=True)
 

@@ -18,7 +18,6 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
-from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT
 from mcp_types.methods import is_input_required
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -34,7 +33,7 @@ from pydantic import ValidationError
 
 from mcp_tornado.backends import results, rounds
 from mcp_tornado.backends.arguments import OFF_LOOP_ELEMENTS, SchemaCheck, larger_than, problem_with, validator_for
-from mcp_tornado.backends.base import Backend, own_server
+from mcp_tornado.backends.base import Backend, spec_server
 from mcp_tornado.backends.context import LOG_LEVELS, SyncToolContext, ToolContext
 from mcp_tornado.backends.handler_pool import HandlerPool, PoolExhausted
 from mcp_tornado.backends.resources import ResourceShelf
@@ -139,19 +138,7 @@ class InProcessBackend(Backend):
             )
         if spec.prompts:
             handlers.update(on_list_prompts=self._list_prompts, on_get_prompt=self._get_prompt)
-        with warnings.catch_warnings():
-            # logging/setLevel is deprecated only from 2026-07-28; the handshake revisions we serve still use it.
-            warnings.simplefilter("ignore", MCPDeprecationWarning)
-            return own_server(
-                Server(
-                    spec.name,
-                    version=spec.version,
-                    title=spec.title,
-                    description=spec.description,
-                    instructions=spec.instructions,
-                    **handlers,
-                )
-            )
+        return spec_server(spec, **handlers)
 
     async def catalog(self) -> dict[str, Any]:
         resources = (self.spec.resources, self.spec.resource_templates)

@@ -33,7 +33,7 @@ from mcp_types import (
     REQUEST_TIMEOUT,
 )
 
-from mcp_tornado.backends.base import Backend, own_server
+from mcp_tornado.backends.base import Backend, quiet_server
 from mcp_tornado.backends.curation import curated
 from mcp_tornado.backends.link import CONNECT_TIMEOUT, UpstreamLink
 from mcp_tornado.backends.link_pool import LinkPool, wait_for
@@ -163,18 +163,14 @@ class UpstreamBackend(Backend):
         if caps is None or caps.logging is not None:
             handlers.update(on_set_logging_level=self._set_level)
         info = learned.server_info if learned is not None else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging/setLevel is still a 2025 method
-            server = own_server(
-                Server(
-                    info.name if info is not None else self.spec.name,
-                    version=info.version if info is not None else self.spec.version,
-                    title=info.title if info is not None else self.spec.title,
-                    description=info.description if info is not None else self.spec.description,
-                    instructions=learned.instructions if learned is not None else self.spec.instructions,
-                    **handlers,
-                )
-            )
+        server = quiet_server(
+            info.name if info is not None else self.spec.name,
+            version=info.version if info is not None else self.spec.version,
+            title=info.title if info is not None else self.spec.title,
+            description=info.description if info is not None else self.spec.description,
+            instructions=learned.instructions if learned is not None else self.spec.instructions,
+            **handlers,
+        )
         return curated(server, self.spec.curation)  # `tools: {include, exclude, rename, ...}`
 
     def _forward(self, call: Callable[[ClientSession, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
