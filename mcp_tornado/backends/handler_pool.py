@@ -14,11 +14,14 @@ The one rule for callers: a handler keeps running after its caller gave up; only
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from mcp_tornado.deadlines import Deadlines
 
 
 class PoolExhausted(RuntimeError):
@@ -54,6 +57,8 @@ class HandlerPool:
         self._idle = 0  # finished calls not yet matched by a new one: workers that will take the next job
         self._started = 0  # numbers the thread names
         self._closed = False
+        # One timer per timeout length for every call awaiting a thread (see deadlines.py).
+        self._deadlines: dict[float, Deadlines] = {}
 
     async def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None) -> Any:
         """`fn(*args)` on a worker: its value, or its exception.
@@ -77,11 +82,19 @@ class HandlerPool:
                 self._start()
             self._jobs.put(job)
         try:
-            async with asyncio.timeout(timeout):
+            with self._deadline(timeout):
                 return await job.future
         finally:
             if job.future.cancelled():  # timed out or cancelled: the handler's result no longer matters
                 self._write_off(job)
+
+    def _deadline(self, timeout: float | None) -> contextlib.AbstractContextManager[object]:
+        if timeout is None:
+            return contextlib.nullcontext()
+        deadlines = self._deadlines.get(timeout)
+        if deadlines is None:  # one per length: the callers pass their server's `timeout`
+            deadlines = self._deadlines[timeout] = Deadlines(timeout)
+        return deadlines.start()
 
     def shutdown(self) -> None:
         with self._lock:
