@@ -164,6 +164,18 @@ class Unavailable(GatewayError):
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
+class BadGateway(GatewayError):
+    """What the server behind the route answered cannot be turned into an answer (a REST tool call)."""
+
+    status = 502
+
+
+class GatewayTimeout(GatewayError):
+    """The server behind the route did not answer in time (a REST tool call)."""
+
+    status = 504
+
+
 class DefinitionError(Exception):
     """A server definition that cannot be loaded: `str()` is `file:line: problem`."""
 

@@ -57,9 +57,11 @@ from mcp_types.version import LATEST_MODERN_VERSION
 
 from mcp_tornado import __version__, auth
 from mcp_tornado.errors import (
+    BadGateway,
     BadRequest,
     Forbidden,
     GatewayError,
+    GatewayTimeout,
     NotFound,
     UnsupportedMediaType,
 )
@@ -81,14 +83,6 @@ MAX_SCOPE_SETS = 64
 ADMIN_LIST_TIMEOUT = 5.0
 # How much of a failing argument's description a 400 quotes.
 MAX_PROBLEM = 300
-
-
-class BadGateway(GatewayError):
-    status = 502
-
-
-class GatewayTimeout(GatewayError):
-    status = 504
 
 
 @dataclasses.dataclass
