@@ -8,6 +8,7 @@ import re
 import tornado.log
 import tornado.web
 
+from mcp_tornado import logs
 from mcp_tornado.definitions import NAME_RULE
 from mcp_tornado.handlers.admin import ServerHandler, ServersHandler, TokensHandler
 from mcp_tornado.handlers.base import HostGuard, NotFoundHandler
@@ -89,31 +90,18 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     else:
         level = logging.INFO
     request = handler.request
-    duration = 1000.0 * request.request_time()
-    request_id = getattr(handler, "request_id", None)
     server = rpc_method = None
     path_args = getattr(handler, "path_args", None)  # none when Tornado refused the method before routing
     if isinstance(handler, McpHandler | LegacyMessagesHandler | LegacyStreamHandler) and path_args:
         server = path_args[0]
         rpc_method = handler.rpc_method if isinstance(handler, McpHandler) else None
-    extra = {
-        "request_id": request_id,
-        "server": server,
-        "method": request.method,
-        "rpc_method": rpc_method,
-        "status": status,
-        "duration_ms": round(duration, 3),
-        "remote_ip": request.remote_ip,
-    }
-    access.log(
-        level,
-        "%d %s %s%s (%s) %.2fms id=%s",
+    logs.AccessLine(
         status,
         request.method,
-        request.uri,
-        f" {rpc_method}" if rpc_method and not rpc_method.startswith("(") else "",
+        request.uri or "",
         request.remote_ip,
-        duration,
-        request_id,
-        extra=extra,
-    )
+        1000.0 * request.request_time(),
+        getattr(handler, "request_id", None),
+        server,
+        rpc_method,
+    ).log(level)

@@ -11,6 +11,10 @@ Header and body deadlines are ours too: Tornado would arm a timer for every requ
 (`gen.with_timeout`, a sizeable share of a small request's cost); one sweep a second closes the
 connections that waited too long for headers or for the rest of a body instead.
 
+A connection counts as open until its socket closes, whoever holds it by then: a GET stream's
+response takes its connection over from Tornado (`RequestHandler.detach`), which ends
+Tornado's request loop on it, so the count follows the stream (`_CountedStream`), not the loop.
+
 The accept loop is ours (Tornado's `add_accept_handler` raises on `EMFILE`, so a process out
 of descriptors would spin and log a traceback per attempt): out of descriptors, it stops
 accepting for `ACCEPT_PAUSE` seconds and logs one warning.
@@ -91,6 +95,11 @@ class GatewayHTTPServer(HTTPServer):
         self._listening.clear()
         super().stop()
 
+    async def close_all_connections(self) -> None:
+        await super().close_all_connections()
+        for stream in list(self._open):  # handed over to a response (a GET stream) and still open
+            stream.close()
+
     def _accept(self, sock: socket.socket, fd: Any, events: int) -> None:
         for _ in range(ACCEPT_BATCH):
             if sock.fileno() not in self._listening:
@@ -113,8 +122,8 @@ class GatewayHTTPServer(HTTPServer):
                 self.refused += 1
                 connection.close()  # refused before Tornado allocates anything for it
                 continue
-            stream = tornado.iostream.IOStream(
-                connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
+            stream = _CountedStream(
+                self._open, connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
             )
             self.handle_stream(stream, address)
 
@@ -174,11 +183,26 @@ class GatewayHTTPServer(HTTPServer):
         return _Busy(super().start_request(server_conn, request_conn), self._idle, self._reading, stream)
 
     def on_close(self, server_conn: object) -> None:
+        # Tornado's request loop on this connection is over; the connection may live on, handed
+        # over to a response: it leaves `_open` when it closes (`_CountedStream.close`).
         stream = getattr(server_conn, "stream", None)
-        self._open.discard(stream)
+        if stream is None or stream.closed():
+            self._open.discard(stream)
         self._idle.pop(stream, None)  # type: ignore[arg-type]
         self._reading.pop(stream, None)  # type: ignore[arg-type]
         super().on_close(server_conn)
+
+
+class _CountedStream(tornado.iostream.IOStream):
+    """A connection's stream, which leaves the server's open set when it closes."""
+
+    def __init__(self, open_set: set[tornado.iostream.IOStream], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open_set = open_set
+
+    def close(self, exc_info: Any = False) -> None:
+        super().close(exc_info)
+        self._open_set.discard(self)
 
 
 class _Busy(tornado.httputil.HTTPMessageDelegate):

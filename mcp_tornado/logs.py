@@ -163,6 +163,46 @@ def request_id(incoming: str | None) -> str:
 REQUEST_FIELDS = ("request_id", "server", "method", "rpc_method", "status", "duration_ms", "remote_ip")
 
 
+ACCESS_LOG = logging.getLogger("tornado.access")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccessLine:
+    """One access-log line: what a request was, and how it ended."""
+
+    status: int
+    method: str | None
+    uri: str
+    remote_ip: str | None
+    duration_ms: float
+    request_id: str | None = None
+    server: str | None = None
+    rpc_method: str | None = None
+
+    def log(self, level: int) -> None:
+        extra = {
+            "request_id": self.request_id,
+            "server": self.server,
+            "method": self.method,
+            "rpc_method": self.rpc_method,
+            "status": self.status,
+            "duration_ms": round(self.duration_ms, 3),
+            "remote_ip": self.remote_ip,
+        }
+        ACCESS_LOG.log(
+            level,
+            "%d %s %s%s (%s) %.2fms id=%s",
+            self.status,
+            self.method,
+            self.uri,
+            f" {self.rpc_method}" if self.rpc_method and not self.rpc_method.startswith("(") else "",
+            self.remote_ip,
+            self.duration_ms,
+            self.request_id,
+            extra=extra,
+        )
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time (UTC, ISO 8601), level, logger, message, the request's fields
     when the line is about one, and the exception's traceback as `exception`."""

@@ -3,6 +3,7 @@ session and GET-stream gauges, reload and restart counters (parsed with promethe
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mcp_tornado.telemetry import STREAM
 from tests.conftest import eventually, mcp_client, token
 from tests.e2e.wire import headers, open_session
 
@@ -96,6 +98,29 @@ async def test_session_and_get_stream_gauges_follow_live_sessions(base_url):
             return gauges(await scrape(base_url)) == (1, 0)
 
         await eventually(stream_gone, message="expected the closed client's session and stream gone")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_get_stream_is_observed_once_it_ends_with_its_whole_life(base_url):
+    # The stream outlives its handler (its response holds the connection): it is counted at its end.
+    stream = latency("everything", STREAM, method="GET")
+    url = f"{base_url}/everything/mcp"
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url, token())
+        get = {"Authorization": f"Bearer {token()}", "Accept": "text/event-stream", "Mcp-Session-Id": session}
+        async with http.stream("GET", url, headers=get) as response:
+            assert response.status_code == 200
+            await asyncio.sleep(0.3)  # the stream's life: what the histogram must see, not a wait for an event
+            assert value(await scrape(base_url), f"{LATENCY}_count", **stream) is None  # still open
+        await http.delete(url, headers={**get, "MCP-Protocol-Version": "2025-11-25"})
+
+    async def counted() -> float | None:
+        return value(await scrape(base_url), f"{LATENCY}_count", **stream)
+
+    assert await eventually(counted, message="the ended GET stream was never observed") == 1
+    samples = await scrape(base_url)
+    assert 0.3 <= value(samples, f"{LATENCY}_sum", **stream) < 10  # type: ignore[operator]
+    assert value(samples, "mcp_tornado_http_requests_total", server="everything", method="GET", status="200") == 1
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -32,6 +32,7 @@ class Probe:
     def __init__(self) -> None:
         self.options: dict[str, Any] = {}
         self.small_send_buffer = False
+        self.hand_over = False
         self.responses: asyncio.Queue[SseResponse] = asyncio.Queue()
         self.drops = 0
 
@@ -46,7 +47,7 @@ class SseHandler(tornado.web.RequestHandler):
             stream = self.request.connection.stream  # type: ignore[union-attr]
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
         options = {"keepalive_interval": 60.0, "max_buffer_bytes": 1 << 30, "max_lag": 60.0, **self.probe.options}
-        self.sse = SseResponse(self, on_drop=self.dropped, label="test", **options)
+        self.sse = SseResponse(self, on_drop=self.dropped, label="test", hand_over=self.probe.hand_over, **options)
         self.probe.responses.put_nowait(self.sse)
         await self.sse.done
 
@@ -58,9 +59,13 @@ class SseHandler(tornado.web.RequestHandler):
             self.sse.lost()
 
 
-@pytest.fixture
-def probe() -> Probe:
-    return Probe()
+@pytest.fixture(params=[False, True], ids=["on-the-handler", "handed-over"])
+def probe(request: pytest.FixtureRequest) -> Probe:
+    """Every test runs twice: writing through the handler, and on a connection the response
+    took over from it (`hand_over=True`, as the MCP route's GET streams do)."""
+    made = Probe()
+    made.hand_over = request.param
+    return made
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ protocol (parsing, sessions, who may resume one) is below it.
 from __future__ import annotations
 
 import functools
+import logging
 import re
-from collections.abc import Awaitable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -19,7 +21,7 @@ from mcp.shared.inbound import unsupported_protocol_version_rejection
 from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCRequest
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from mcp_tornado import auth
+from mcp_tornado import auth, logs
 from mcp_tornado.errors import (
     BadProtocolVersion,
     BadRequest,
@@ -51,6 +53,10 @@ LAST_EVENT_ID_HEADER = "Last-Event-ID"
 ALL_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 
 
+def _nothing() -> None:
+    pass
+
+
 @functools.lru_cache(maxsize=256)  # clients send the same few Accept headers over and over
 def _accepts(header: str, *wanted: str) -> bool:
     types_ = {part.split(";", 1)[0].strip().lower() for part in header.split(",")}
@@ -66,6 +72,7 @@ class McpHandler(BaseHandler):
     _gone = False
     _scope: anyio.CancelScope | None = None
     _sse: SseResponse | None = None
+    _handed_over = False  # a GET stream's response took the connection (see `_open_sse`)
     _messages: list[Any] | None = None  # what the POST carried, once parsed (for metrics and traces)
     _session_id: str | None = None  # a session this request opened
     _span: Any = None  # the request's trace span, when tracing is on
@@ -154,12 +161,14 @@ class McpHandler(BaseHandler):
             raise Conflict("this session already has an open stream")  # a resume takes the stream over
         if hosted.shared is not None and replay_after is None:  # the GET stream is in the shared store
             sse = await hosted.shared.serve_get(hosted, session, last_event_id, self._open_sse)
-            await sse.done
+        else:
+            sse = self._open_sse()
+            stream.attach(sse, replay_after=replay_after)
+            if replay_after is None:
+                session.prime(stream)
+        if self._handed_over:  # the response holds the connection now; this handler is done
+            sse.done.add_done_callback(self._when_stream_ends())
             return
-        sse = self._open_sse()
-        stream.attach(sse, replay_after=replay_after)
-        if replay_after is None:
-            session.prime(stream)
         await sse.done
 
     # -- DELETE ---------------------------------------------------------------------------
@@ -229,17 +238,43 @@ class McpHandler(BaseHandler):
         return oauth.explain(exc, self, hosted, self.settings_, self.request.path)
 
     def _open_sse(self) -> SseResponse:
-        """Begin this request's answer as an SSE stream (the transport decides when)."""
+        """Begin this request's answer as an SSE stream (the transport decides when). A GET
+        stream, which may stay open for hours, takes the connection over from this handler."""
+        self._handed_over = self.request.method == "GET" and self.request.version == "HTTP/1.1"
         self._sse = SseResponse(
             self,
             keepalive_interval=self.settings_.sse_keepalive_interval,
             max_buffer_bytes=self.settings_.sse_max_buffer_bytes,
             max_lag=self.settings_.sse_max_lag,
-            on_drop=self.on_connection_close,
+            on_drop=_nothing if self._handed_over else self.on_connection_close,
             label=self.path_args[0],
+            hand_over=self._handed_over,
         )
         self._sse.begin()
         return self._sse
+
+    def _when_stream_ends(self) -> Callable[[object], None]:
+        """What `on_finish` and the access log do, for a GET stream that outlives its handler:
+        built from values, so that nothing keeps the handler and its request alive."""
+        request, registry, telemetry, span = self.request, self.registry, self.telemetry, self._span
+        name, rpc_method = self.path_args[0], self.rpc_method
+        tool, session_id = tool_name_of(self._messages, request.headers), request.headers.get(SESSION_HEADER)
+        started = time.time() - request.request_time()
+        line = functools.partial(
+            logs.AccessLine, 200, request.method, request.uri or "", request.remote_ip, request_id=self.request_id
+        )
+
+        def ended(_: object) -> None:
+            seconds = time.time() - started
+            telemetry.observe(name if name in registry else UNKNOWN_SERVER, "GET", rpc_method, 200, seconds)
+            if span is not None:
+                end_request(
+                    span, http_method="GET", rpc_method=rpc_method, tool=tool, session_id=session_id, status=200
+                )
+            if logs.ACCESS_LOG.isEnabledFor(logging.DEBUG):  # a successful MCP request: DEBUG, as in `log_request`
+                line(1000.0 * seconds, server=name, rpc_method=rpc_method).log(logging.DEBUG)
+
+        return ended
 
     async def _send(self, answer: JsonAnswer | None) -> None:
         """Send a JSON answer, or wait for the SSE answer the transport is writing to end."""

@@ -12,6 +12,13 @@ events stay in the session's buffer for a `Last-Event-ID` resume) when live fram
 for it pass `max_buffer_bytes`, or when a frame has waited `max_lag` seconds. Replayed frames
 do not count against the bytes (they are the event buffer's own, already bounded), only
 against the time.
+
+Handed over (`hand_over=True`, HTTP/1.1 only): once the headers are out, the response takes
+the connection from Tornado (`RequestHandler.detach`, as a WebSocket does) and writes its
+chunks to the `IOStream` itself. The handler, the request with its headers and Tornado's
+connection objects are then freed: a long-lived GET stream holds about 10 KB less. The
+stream closes after the last chunk; what the handler did at its end (metrics, the access
+log) is `done`'s callbacks to do.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from collections.abc import Callable
 from typing import Any
 
 import tornado.ioloop
+import tornado.iostream
 import tornado.web
 
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_FRAME = b": keepalive\n\n"
+LAST_CHUNK = b"0\r\n\r\n"  # the end of a chunked HTTP/1.1 body
 # Bytes handed to Tornado (and so copied into its write buffer) beyond what the socket took.
 HIGH_WATER = 64 * 1024
 
@@ -113,10 +122,15 @@ class SseResponse:
         max_lag: float,
         on_drop: Callable[[], None],
         label: str = "",
+        hand_over: bool = False,
     ) -> None:
         """`on_drop()` runs after a reader is dropped: Tornado does not call the handler's
-        `on_connection_close` for a connection the server closed itself."""
-        self._handler = handler
+        `on_connection_close` for a connection the server closed itself. `hand_over`: take
+        the connection from the handler once the headers are out (see the module docstring);
+        the handler is done with it then, so `on_drop` had better not be the handler's."""
+        self._handler: tornado.web.RequestHandler | None = handler
+        self._stream: tornado.iostream.IOStream | None = None  # once handed over
+        self._hand_over = hand_over
         self._on_drop = on_drop
         self._keepalive_interval = keepalive_interval
         self._max_buffer_bytes = max_buffer_bytes
@@ -141,14 +155,30 @@ class SseResponse:
         if self.state is not State.NEW:
             raise RuntimeError(f"begin() on an SSE response that is {self.state.value}")
         handler = self._handler
+        assert handler is not None
         handler.set_status(200)
         handler.set_header("Content-Type", "text/event-stream")
         handler.set_header("Cache-Control", "no-cache")
         handler.set_header("X-Accel-Buffering", "no")  # tell nginx-style proxies not to hold events back
         self.state = State.OPEN
-        self._flush(None)  # the headers go out first; frames follow once they have
-        wheel = keepalives(self._keepalive_interval)
-        self._keepalive = (wheel, wheel.add(self))
+        if self._hand_over:
+            self._take_connection(handler)
+        else:
+            self._flush(None)  # the headers go out first; frames follow once they have
+        if self.state is State.OPEN:
+            wheel = keepalives(self._keepalive_interval)
+            self._keepalive = (wheel, wheel.add(self))
+
+    def _take_connection(self, handler: tornado.web.RequestHandler) -> None:
+        """Write the headers (a chunked body follows: Tornado chose chunking for a 200 without a
+        length to an HTTP/1.1 request), then hold the connection instead of the handler."""
+        handler.flush()  # into the stream's buffer at once; the next write's future covers them
+        stream = self._stream = handler.detach()
+        self._handler = None
+        if stream.closed():  # the client left before the headers went
+            self.lost()
+            return
+        stream.set_close_callback(self.lost)
 
     def write_frame(self, chunk: bytes, *, replay: bool = False) -> bool:
         """Queue one frame; False when the response is over (the client left or was dropped)."""
@@ -183,10 +213,13 @@ class SseResponse:
         self._pump()
 
     def lost(self) -> None:
-        """The connection closed under us: nothing more goes out."""
+        """The connection closed under us: nothing more goes out. (A connection this response
+        holds is closed here, if it is not yet: nobody else will.)"""
         self.state = State.CLOSED
         self._stop_keepalive()
         self._queue = None
+        if self._stream is not None and not self._stream.closed():
+            self._stream.close()
         self._settle()
 
     # -- internals ------------------------------------------------------------------------
@@ -207,27 +240,47 @@ class SseResponse:
         """
         if self.state not in (State.OPEN, State.ENDING) or self._flushing is not None:
             return
-        handler = self._handler
-        size, oldest, queue = 0, None, self._queue
+        size, oldest, queue, chunks = 0, None, self._queue, []
         while queue and size < HIGH_WATER:
             queued_at, chunk, replay = queue.popleft()
             if not replay:
                 self._queued_live -= len(chunk)
             oldest = queued_at if oldest is None else oldest
-            handler.write(chunk)
+            chunks.append(chunk)
             size += len(chunk)
         if queue is not None and not queue:
             self._queue = None
         if size:
-            self._flush(oldest)
+            self._flush(oldest, b"".join(chunks))
         elif self.state is State.ENDING:
             self.state = State.CLOSED
-            handler.finish()
+            if self._stream is not None:
+                self._end_stream(self._stream)
+            elif self._handler is not None:
+                self._handler.finish()
             self._settle()
 
-    def _flush(self, oldest: float | None) -> None:
+    def _flush(self, oldest: float | None, data: bytes = b"") -> None:
         self._flushing = (oldest, time.monotonic())
-        self._handler.flush().add_done_callback(self._flushed)
+        if self._stream is None:
+            assert self._handler is not None
+            if data:
+                self._handler.write(data)
+            self._handler.flush().add_done_callback(self._flushed)
+            return
+        try:
+            written = self._stream.write(b"%x\r\n%s\r\n" % (len(data), data))  # one chunk
+        except tornado.iostream.StreamClosedError:
+            self.lost()
+            return
+        written.add_done_callback(self._flushed)
+
+    def _end_stream(self, stream: tornado.iostream.IOStream) -> None:
+        """The last chunk, then the connection closes (Tornado no longer reads requests on it)."""
+        try:
+            stream.write(LAST_CHUNK).add_done_callback(lambda _: stream.close())
+        except tornado.iostream.StreamClosedError:
+            pass
 
     def _flushed(self, future: Any) -> None:
         if future.exception() is not None:
@@ -243,9 +296,10 @@ class SseResponse:
 
     def _drop(self) -> None:
         """Close the connection of a reader that cannot keep up."""
-        connection = self._handler.request.connection
-        if connection is not None:
-            connection.close()  # type: ignore[attr-defined]
+        if self._stream is not None:
+            self._stream.close()
+        elif self._handler is not None and self._handler.request.connection is not None:
+            self._handler.request.connection.close()  # type: ignore[attr-defined]
         self.lost()
         self._on_drop()
 
