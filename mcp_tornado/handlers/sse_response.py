@@ -172,6 +172,7 @@ class SseResponse:
     def _take_connection(self, handler: tornado.web.RequestHandler) -> None:
         """Write the headers (a chunked body follows: Tornado chose chunking for a 200 without a
         length to an HTTP/1.1 request), then hold the connection instead of the handler."""
+        handler.set_header("Connection", "close")  # it ends with the stream: not one for another request
         handler.flush()  # into the stream's buffer at once; the next write's future covers them
         stream = self._stream = handler.detach()
         self._handler = None

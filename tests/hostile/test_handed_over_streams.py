@@ -38,6 +38,9 @@ def _open_stream(port: int, session: str) -> tuple[socket.socket, bytes]:
         assert chunk, f"closed before the headers: {received!r}"
         received += chunk
     assert received.startswith(b"HTTP/1.1 200"), received
+    head = received.partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    assert b"transfer-encoding: chunked" in head  # and this connection ends with the stream:
+    assert b"connection: close" in head  # the client knows not to send another request on it
     return sock, received
 
 
