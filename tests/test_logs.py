@@ -4,6 +4,7 @@ as JSON (`--log-format json`, `MCP_LOG_FORMAT=json`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -20,8 +21,8 @@ import httpx2
 import pytest
 
 from mcp_tornado import logs
-from tests.conftest import SECRET
-from tests.e2e.wire import headers, init_body
+from tests.conftest import SECRET, eventually, token
+from tests.e2e.wire import headers, init_body, open_session
 
 
 class Clock:
@@ -266,3 +267,28 @@ def test_text_logs_carry_the_request_id_too(servers_dir):
     access = [line for line in lines if "tornado.access" in line and "POST /everything/mcp" in line]
     assert len(access) == 1 and access[0].endswith(f"id={refused.headers['X-Request-Id']}"), access
     assert " WARNING tornado.access: 401 POST /everything/mcp initialize (127.0.0.1) " in access[0]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_get_stream_is_logged_at_debug_when_it_ends_with_its_whole_life(base_url, caplog):
+    # The stream outlives its handler (its response holds the connection); its line comes at its end.
+    url = f"{base_url}/everything/mcp"
+    caplog.set_level(logging.DEBUG, logger="tornado.access")
+    async with httpx2.AsyncClient(timeout=10) as http:
+        session = await open_session(http, url, token())
+        get = {"Authorization": f"Bearer {token()}", "Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get["X-Request-Id"] = "stream-1"
+        async with http.stream("GET", url, headers=get) as response:
+            assert response.status_code == 200
+            await asyncio.sleep(0.3)  # the stream's life, which the line must report
+            assert not [r for r in caplog.records if getattr(r, "request_id", None) == "stream-1"]
+
+    async def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if getattr(r, "request_id", None) == "stream-1"]
+
+    (record,) = await eventually(logged, message="the ended GET stream was never logged")
+    assert record.levelno == logging.DEBUG
+    assert record.getMessage().startswith("200 GET /everything/mcp (127.0.0.1) ")
+    fields = {name: getattr(record, name) for name in ("server", "method", "rpc_method", "status")}
+    assert fields == {"server": "everything", "method": "GET", "rpc_method": "(stream)", "status": 200}
+    assert record.duration_ms >= 300  # type: ignore[attr-defined]

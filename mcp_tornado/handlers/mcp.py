@@ -8,11 +8,12 @@ protocol (parsing, sessions, who may resume one) is below it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import anyio
@@ -253,28 +254,23 @@ class McpHandler(BaseHandler):
         self._sse.begin()
         return self._sse
 
-    def _when_stream_ends(self) -> Callable[[object], None]:
-        """What `on_finish` and the access log do, for a GET stream that outlives its handler:
-        built from values, so that nothing keeps the handler and its request alive."""
-        request, registry, telemetry, span = self.request, self.registry, self.telemetry, self._span
-        name, rpc_method = self.path_args[0], self.rpc_method
-        tool, session_id = tool_name_of(self._messages, request.headers), request.headers.get(SESSION_HEADER)
-        started = time.time() - request.request_time()
-        line = functools.partial(
-            logs.AccessLine, 200, request.method, request.uri or "", request.remote_ip, request_id=self.request_id
+    def _when_stream_ends(self) -> _StreamEnd:
+        """What `on_finish` and the access log do, for a GET stream that outlives its handler."""
+        request = self.request
+        return _StreamEnd(
+            self.telemetry,
+            self.registry,
+            self.path_args[0],
+            self.rpc_method,
+            tool_name_of(self._messages, request.headers),
+            request.headers.get(SESSION_HEADER),
+            self._span,
+            time.time() - request.request_time(),
+            request.method,
+            request.uri or "",
+            request.remote_ip,
+            self.request_id,
         )
-
-        def ended(_: object) -> None:
-            seconds = time.time() - started
-            telemetry.observe(name if name in registry else UNKNOWN_SERVER, "GET", rpc_method, 200, seconds)
-            if span is not None:
-                end_request(
-                    span, http_method="GET", rpc_method=rpc_method, tool=tool, session_id=session_id, status=200
-                )
-            if logs.ACCESS_LOG.isEnabledFor(logging.DEBUG):  # a successful MCP request: DEBUG, as in `log_request`
-                line(1000.0 * seconds, server=name, rpc_method=rpc_method).log(logging.DEBUG)
-
-        return ended
 
     async def _send(self, answer: JsonAnswer | None) -> None:
         """Send a JSON answer, or wait for the SSE answer the transport is writing to end."""
@@ -334,3 +330,48 @@ class McpHandler(BaseHandler):
     def rpc_method(self) -> str:
         """The JSON-RPC method this request carried, as a bounded label (see `telemetry.rpc_method_of`)."""
         return rpc_method_of(self.request.method, self._messages, self.request.headers)
+
+
+@dataclasses.dataclass(slots=True)
+class _StreamEnd:
+    """`on_finish` and the access log of a GET stream whose response took the connection over
+    (run when the stream ends): values only, so nothing keeps the handler and its request alive,
+    in one small object, as thousands of streams may be open at once."""
+
+    telemetry: Telemetry
+    registry: ServerRegistry
+    server: str
+    rpc_method: str
+    tool: str | None
+    session_id: str | None
+    span: Any
+    started: float
+    method: str | None
+    uri: str
+    remote_ip: str | None
+    request_id: str
+
+    def __call__(self, _: object) -> None:
+        seconds = time.time() - self.started
+        server = self.server if self.server in self.registry else UNKNOWN_SERVER
+        self.telemetry.observe(server, "GET", self.rpc_method, 200, seconds)
+        if self.span is not None:
+            end_request(
+                self.span,
+                http_method="GET",
+                rpc_method=self.rpc_method,
+                tool=self.tool,
+                session_id=self.session_id,
+                status=200,
+            )
+        if logs.ACCESS_LOG.isEnabledFor(logging.DEBUG):  # a successful MCP request: DEBUG, as in `log_request`
+            logs.AccessLine(
+                200,
+                self.method,
+                self.uri,
+                self.remote_ip,
+                1000.0 * seconds,
+                request_id=self.request_id,
+                server=self.server,
+                rpc_method=self.rpc_method,
+            ).log(logging.DEBUG)

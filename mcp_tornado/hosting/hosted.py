@@ -46,6 +46,7 @@ from mcp_tornado.rate_limit import RateLimiter
 from mcp_tornado.settings import Settings
 from mcp_tornado.transport import jsonrpc, stateless
 from mcp_tornado.transport.exchange import ACCEPTED, JsonAnswer, OpenSink, Reply
+from mcp_tornado.transport.handshakes import Handshakes
 from mcp_tornado.transport.jsonrpc import BATCH_VERSIONS
 from mcp_tornado.transport.legacy import LegacyConnection
 from mcp_tornado.transport.protocols import FastPath, ServedBackend
@@ -86,6 +87,7 @@ class HostedServer:
         self._verify = verify
         # A session never outlives its token, even while its client only listens: the table ends it then.
         self.sessions = SessionTable(settings.max_sessions_per_server, settings.max_sessions_per_user, self._expire)
+        self._handshakes = Handshakes()  # what clients said in `initialize`, one copy per kind
         self._event_buffer_size = settings.event_buffer_size
         self._event_buffer_bytes = settings.event_buffer_bytes
         self._retry_ms = round(settings.sse_retry * 1000)
@@ -225,9 +227,12 @@ class HostedServer:
         with self.admit(1):
             session = await self.open_session(principal, identity)
             answer = await session.serve([request], open_sink, batch=False)
-        if not session.connection.initialize_accepted:
+        connection = session.connection
+        if not connection.initialize_accepted:
             await self.end_session(session)
             return None, answer
+        if connection.client_params is not None:
+            connection.client_params = self._handshakes.shared(request.params, connection.client_params)
         if self.shared is not None:
             try:
                 await self.shared.created(self, session)
