@@ -692,7 +692,9 @@ class Bench:
             last, median = delays[-1], statistics.median(delays)
             print(
                 f"  tools/list_changed on all {n:,} streams {last * 1000:.0f} ms after the write "
-                f"(median {median * 1000:.0f} ms, first {delays[0] * 1000:.0f} ms; this client's loop lagged "
+                f"(first {delays[0] * 1000:.0f} ms, median {median * 1000:.0f} ms, "
+                f"p90 {delays[int(0.9 * len(delays))] * 1000:.0f} ms, p99 {p99(delays) * 1000:.0f} ms; "
+                "this client's loop lagged "
                 f"{client_lag * 1000:.0f} ms at worst)",
                 flush=True,
             )
