@@ -410,6 +410,22 @@ async def test_a_reader_that_does_not_read_is_dropped(http_server, http_port, pr
 
 
 @pytest.mark.gen_test(timeout=TEST_TIMEOUT)
+async def test_a_reader_that_does_not_take_the_end_is_closed_after_max_lag(http_server, http_port, probe):
+    probe.options = {"max_lag": 0.3}
+    probe.small_send_buffer = True
+    async with connect(http_port, small_receive_buffer=True) as client:
+        sse = await opened(probe, client)
+        await stall(sse)
+        sse.write_frame(event(1))
+        sse.end()  # what is queued cannot go out while the client does not read
+        await asyncio.sleep(0.6)  # the client: not reading for twice max_lag
+        await client.read_to_eof()
+        assert not client.complete()  # the connection was closed before the body's end went
+        assert probe.drops == 1
+        assert sse.state is State.CLOSED
+
+
+@pytest.mark.gen_test(timeout=TEST_TIMEOUT)
 async def test_a_reader_that_keeps_up_is_never_dropped(http_server, http_port, probe):
     probe.options = {"max_buffer_bytes": 10_000}
     async with connect(http_port) as client:

@@ -9,7 +9,8 @@ Backpressure: one flush of at most `HIGH_WATER` bytes is handed to Tornado at a 
 past that wait in a queue of references (the same bytes the session's event
 buffer holds, so waiting costs no copy). A reader is dropped (its connection closed; its
 events stay in the session's buffer for a `Last-Event-ID` resume) when live frames waiting
-for it pass `max_buffer_bytes`, or when a frame has waited `max_lag` seconds. Replayed frames
+for it pass `max_buffer_bytes`, or when a frame has waited `max_lag` seconds, or when the
+response's end has not gone out `max_lag` seconds after `end()`. Replayed frames
 do not count against the bytes (they are the event buffer's own, already bounded), only
 against the time.
 
@@ -139,6 +140,7 @@ class SseResponse:
         self.state = State.NEW
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._keepalive: tuple[Keepalives, int] | None = None  # its wheel, and its slot there
+        self._overdue: asyncio.TimerHandle | None = None  # from end(), until the end has gone out
         # Frames waiting for the socket; None while there are none (most of an idle stream's life:
         # an empty deque holds 600 bytes, and there is one per open stream).
         self._queue: collections.deque[tuple[float, bytes, bool]] | None = None
@@ -211,6 +213,8 @@ class SseResponse:
             return
         self.state = State.ENDING
         self._stop_keepalive()
+        # A client that stops reading cannot keep the response open by not taking its end.
+        self._overdue = asyncio.get_running_loop().call_later(self._max_lag, self._end_overdue)
         self._pump()
 
     def lost(self) -> None:
@@ -221,6 +225,7 @@ class SseResponse:
         self._queue = None
         if self._stream is not None and not self._stream.closed():
             self._stream.close()
+        self._cancel_overdue()
         self._settle()
 
     # -- internals ------------------------------------------------------------------------
@@ -258,7 +263,8 @@ class SseResponse:
             if self._stream is not None:
                 self._end_stream(self._stream)
             elif self._handler is not None:
-                self._handler.finish()
+                self._handler.finish()  # the rest is Tornado's: the handler's response is over
+                self._cancel_overdue()
             self._settle()
 
     def _flush(self, oldest: float | None, data: bytes = b"") -> None:
@@ -303,6 +309,18 @@ class SseResponse:
             self._handler.request.connection.close()  # type: ignore[attr-defined]
         self.lost()
         self._on_drop()
+
+    def _end_overdue(self) -> None:
+        """`max_lag` seconds after `end()`, the client has not taken what was left: close it."""
+        self._overdue = None
+        if self.state is State.ENDING or (self._stream is not None and not self._stream.closed()):
+            logger.info("%s: closing an SSE reader that did not take the end of its stream", self._label)
+            self._drop()
+
+    def _cancel_overdue(self) -> None:
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
 
     def _stop_keepalive(self) -> None:
         if self._keepalive is not None:
