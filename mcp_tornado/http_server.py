@@ -148,8 +148,7 @@ class GatewayHTTPServer(HTTPServer):
             return False
         oldest, _ = self._idle.popitem(last=False)
         self.evicted += 1
-        oldest.close()  # on_close forgets it
-        self._open.discard(oldest)
+        oldest.close()  # and so leaves `_open` (`_CountedStream.close`)
         return True
 
     # -- tracking -------------------------------------------------------------------------
@@ -184,10 +183,8 @@ class GatewayHTTPServer(HTTPServer):
 
     def on_close(self, server_conn: object) -> None:
         # Tornado's request loop on this connection is over; the connection may live on, handed
-        # over to a response: it leaves `_open` when it closes (`_CountedStream.close`).
+        # over to a response: it leaves `_open` when it closes (`_CountedStream.close`), not here.
         stream = getattr(server_conn, "stream", None)
-        if stream is None or stream.closed():
-            self._open.discard(stream)
         self._idle.pop(stream, None)  # type: ignore[arg-type]
         self._reading.pop(stream, None)  # type: ignore[arg-type]
         super().on_close(server_conn)
