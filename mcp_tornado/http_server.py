@@ -68,6 +68,7 @@ class GatewayHTTPServer(HTTPServer):
         self.refused = 0
         self.evicted = 0
         self._exhausted = False
+        self._draining = False  # stopping: no new request on any connection
 
     @property
     def open_connections(self) -> int:
@@ -85,6 +86,11 @@ class GatewayHTTPServer(HTTPServer):
             loop.add_handler(sock, functools.partial(self._accept, sock), tornado.ioloop.IOLoop.READ)
 
     def stop(self) -> None:
+        """Stop listening, and take no new request on any connection: the idle ones close now,
+        the busy ones once their response is out. (A proxy's kept-alive connection must not
+        bring a request in while the gateway's routes go away: the proxy opens a new one,
+        which this host refuses, and so goes to another.)"""
+        self._draining = True
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
@@ -94,6 +100,8 @@ class GatewayHTTPServer(HTTPServer):
             sock.close()
         self._listening.clear()
         super().stop()
+        for stream in list(self._idle):
+            stream.close()
 
     async def close_all_connections(self) -> None:
         await super().close_all_connections()
@@ -176,7 +184,9 @@ class GatewayHTTPServer(HTTPServer):
     ) -> tornado.httputil.HTTPMessageDelegate:
         # Called when the connection starts reading the next request: it waits for headers.
         stream = getattr(server_conn, "stream", None)
-        if stream in self._open:
+        if self._draining and stream is not None:
+            stream.close()  # its last response is out; no next request (see `stop`)
+        elif stream in self._open:
             self._idle[stream] = time.monotonic()
             self._idle.move_to_end(stream)
         return _Busy(super().start_request(server_conn, request_conn), self._idle, self._reading, stream)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import signal
+import socket
 import time
 
 import httpx2
@@ -77,3 +78,36 @@ def test_a_second_signal_exits_at_once(spawn_gateway, servers_dir):
     gateway.proc.send_signal(signal.SIGTERM)
     assert gateway.wait_exit(5) == 128 + signal.SIGTERM
     assert time.monotonic() - began < 2
+
+
+def _kept_alive(gateway: GatewayProcess) -> socket.socket:
+    """A connection that has had one answer (`/health`) and waits, kept alive, as a proxy's do."""
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return sock
+
+
+def test_a_stopping_gateway_takes_no_new_request_on_a_kept_alive_connection(spawn_gateway, servers_dir):
+    # A proxy (nginx) keeps connections to the gateway alive and sends requests on them. Once
+    # the gateway is stopping, its routes go away: a request coming in on such a connection
+    # would hear 404, and a proxy does not retry a POST. So the idle ones close at once, and
+    # the proxy opens a new connection, which a stopping host refuses: it goes to another.
+    gateway = spawn_gateway(servers_dir, env={"MCP_SHUTDOWN_GRACE": "20"})
+    idle = _kept_alive(gateway)
+    answer = _start_wait(gateway, 4)  # a call in flight keeps the gateway in its grace period
+    began = time.monotonic()
+    gateway.proc.send_signal(signal.SIGTERM)
+    with idle:
+        idle.settimeout(3)
+        assert idle.recv(1) == b"", "the kept-alive connection stayed open"
+    assert time.monotonic() - began < 3
+    assert answer.result(15).json()["result"]["content"][0]["text"] == "waited"  # in flight: answered
+    assert gateway.wait_exit(15) == 0
