@@ -58,12 +58,12 @@ class GatewayHTTPServer(HTTPServer):
         self.conn_params.header_timeout = None
         self.conn_params.body_timeout = None
         self._sweeper: tornado.ioloop.PeriodicCallback | None = None
-        self._open: set[tornado.iostream.IOStream] = set()
+        self._open: set[_CountedStream] = set()
         # Idle connections (waiting for a request's headers) in the order they became idle, with
         # since when: the first is the one to evict, and the first to time out.
-        self._idle: collections.OrderedDict[tornado.iostream.IOStream, float] = collections.OrderedDict()
+        self._idle: collections.OrderedDict[_CountedStream, float] = collections.OrderedDict()
         # Connections whose request's headers are in and whose body is still coming, since when.
-        self._reading: collections.OrderedDict[tornado.iostream.IOStream, float] = collections.OrderedDict()
+        self._reading: collections.OrderedDict[_CountedStream, float] = collections.OrderedDict()
         self._listening: dict[int, socket.socket] = {}
         self.refused = 0
         self.evicted = 0
@@ -86,10 +86,11 @@ class GatewayHTTPServer(HTTPServer):
             loop.add_handler(sock, functools.partial(self._accept, sock), tornado.ioloop.IOLoop.READ)
 
     def stop(self) -> None:
-        """Stop listening, and take no new request on any connection: the idle ones close now,
-        the busy ones once their response is out. (A proxy's kept-alive connection must not
-        bring a request in while the gateway's routes go away: the proxy opens a new one,
-        which this host refuses, and so goes to another.)"""
+        """Stop listening, and take no new request on a kept-alive connection: the idle ones
+        close now, the busy ones once their response is out. (A proxy's kept-alive connection
+        must not bring a request in while the gateway's routes go away: the proxy opens a new
+        one, which this host refuses, and so goes to another.) A connection accepted just
+        before, that has not sent its first request yet, still gets it answered."""
         self._draining = True
         if self._sweeper is not None:
             self._sweeper.stop()
@@ -101,7 +102,8 @@ class GatewayHTTPServer(HTTPServer):
         self._listening.clear()
         super().stop()
         for stream in list(self._idle):
-            stream.close()
+            if stream.served:
+                stream.close()
 
     async def close_all_connections(self) -> None:
         await super().close_all_connections()
@@ -175,6 +177,7 @@ class GatewayHTTPServer(HTTPServer):
                 stream.close()
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
+        assert isinstance(stream, _CountedStream)  # every connection comes from `_accept`
         self._open.add(stream)
         self._idle[stream] = time.monotonic()
         super().handle_stream(stream, address)
@@ -184,7 +187,7 @@ class GatewayHTTPServer(HTTPServer):
     ) -> tornado.httputil.HTTPMessageDelegate:
         # Called when the connection starts reading the next request: it waits for headers.
         stream = getattr(server_conn, "stream", None)
-        if self._draining and stream is not None:
+        if self._draining and stream is not None and stream.served:
             stream.close()  # its last response is out; no next request (see `stop`)
         elif stream in self._open:
             self._idle[stream] = time.monotonic()
@@ -203,7 +206,9 @@ class GatewayHTTPServer(HTTPServer):
 class _CountedStream(tornado.iostream.IOStream):
     """A connection's stream, which leaves the server's open set when it closes."""
 
-    def __init__(self, open_set: set[tornado.iostream.IOStream], *args: Any, **kwargs: Any) -> None:
+    served = False  # whether a request has come in on it
+
+    def __init__(self, open_set: set[_CountedStream], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._open_set = open_set
 
@@ -228,6 +233,7 @@ class _Busy(tornado.httputil.HTTPMessageDelegate):
         self._stream = stream
 
     def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
+        self._stream.served = True
         self._idle.pop(self._stream, None)
         self._reading[self._stream] = time.monotonic()
         return self._inner.headers_received(start_line, headers)

@@ -160,15 +160,19 @@ class McpHandler(BaseHandler):
                 stream, replay_after = resumed, int(last_event_id)
         if stream.attached and replay_after is None and (hosted.shared is None or last_event_id is None):
             raise Conflict("this session already has an open stream")  # a resume takes the stream over
-        if hosted.shared is not None and replay_after is None:  # the GET stream is in the shared store
-            sse = await hosted.shared.serve_get(hosted, session, last_event_id, self._open_sse)
-        else:
-            sse = self._open_sse()
-            stream.attach(sse, replay_after=replay_after)
-            if replay_after is None:
-                session.prime(stream)
+        try:
+            if hosted.shared is not None and replay_after is None:  # the GET stream is in the shared store
+                sse = await hosted.shared.serve_get(hosted, session, last_event_id, self._open_sse)
+            else:
+                sse = self._open_sse()
+                stream.attach(sse, replay_after=replay_after)
+                if replay_after is None:
+                    session.prime(stream)
+        except BaseException:
+            if self._handed_over and self._sse is not None:
+                self._sse.lost()  # it holds its connection: nothing else would end it
+            raise
         if self._handed_over:  # the response holds the connection now; this handler is done
-            sse.done.add_done_callback(self._when_stream_ends())
             return
         await sse.done
 
@@ -252,6 +256,8 @@ class McpHandler(BaseHandler):
             hand_over=self._handed_over,
         )
         self._sse.begin()
+        if self._handed_over:
+            self._sse.done.add_done_callback(self._when_stream_ends())
         return self._sse
 
     def _when_stream_ends(self) -> _StreamEnd:

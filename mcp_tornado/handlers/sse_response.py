@@ -10,7 +10,8 @@ past that wait in a queue of references (the same bytes the session's event
 buffer holds, so waiting costs no copy). A reader is dropped (its connection closed; its
 events stay in the session's buffer for a `Last-Event-ID` resume) when live frames waiting
 for it pass `max_buffer_bytes`, or when a frame has waited `max_lag` seconds, or when the
-response's end has not gone out `max_lag` seconds after `end()`. Replayed frames
+frames queued before `end()` (and, handed over, the last chunk) have not gone out `max_lag`
+seconds after it. Replayed frames
 do not count against the bytes (they are the event buffer's own, already bounded), only
 against the time.
 
@@ -247,6 +248,8 @@ class SseResponse:
         if self.state not in (State.OPEN, State.ENDING) or self._flushing is not None:
             return
         size, oldest, queue, chunks = 0, None, self._queue, []
+        if self._stream is not None:
+            chunks.append(b"")  # the chunk's size line goes here (one copy of the frames, not two)
         while queue and size < HIGH_WATER:
             queued_at, chunk, replay = queue.popleft()
             if not replay:
@@ -257,7 +260,7 @@ class SseResponse:
         if queue is not None and not queue:
             self._queue = None
         if size:
-            self._flush(oldest, b"".join(chunks))
+            self._flush(oldest, chunks, size)
         elif self.state is State.ENDING:
             self.state = State.CLOSED
             if self._stream is not None:
@@ -267,16 +270,19 @@ class SseResponse:
                 self._cancel_overdue()
             self._settle()
 
-    def _flush(self, oldest: float | None, data: bytes = b"") -> None:
+    def _flush(self, oldest: float | None, chunks: list[bytes] | None = None, size: int = 0) -> None:
         self._flushing = (oldest, time.monotonic())
         if self._stream is None:
             assert self._handler is not None
-            if data:
-                self._handler.write(data)
+            for chunk in chunks or ():
+                self._handler.write(chunk)
             self._handler.flush().add_done_callback(self._flushed)
             return
+        assert chunks is not None
+        chunks[0] = b"%x\r\n" % size
+        chunks.append(b"\r\n")
         try:
-            written = self._stream.write(b"%x\r\n%s\r\n" % (len(data), data))  # one chunk
+            written = self._stream.write(b"".join(chunks))  # one HTTP/1.1 chunk
         except tornado.iostream.StreamClosedError:
             self.lost()
             return

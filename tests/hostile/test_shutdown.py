@@ -103,11 +103,17 @@ def test_a_stopping_gateway_takes_no_new_request_on_a_kept_alive_connection(spaw
     gateway = spawn_gateway(servers_dir, env={"MCP_SHUTDOWN_GRACE": "20"})
     idle = _kept_alive(gateway)
     answer = _start_wait(gateway, 4)  # a call in flight keeps the gateway in its grace period
+    before = gateway.fds()
+    fresh = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)  # no request yet
+    wait_until(lambda: gateway.fds() > before, message="the fresh connection was never accepted")
     began = time.monotonic()
     gateway.proc.send_signal(signal.SIGTERM)
     with idle:
         idle.settimeout(3)
         assert idle.recv(1) == b"", "the kept-alive connection stayed open"
     assert time.monotonic() - began < 3
+    with fresh:  # accepted before the signal: its first request is still answered
+        fresh.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert fresh.recv(64).startswith(b"HTTP/1.1 200")
     assert answer.result(15).json()["result"]["content"][0]["text"] == "waited"  # in flight: answered
     assert gateway.wait_exit(15) == 0
