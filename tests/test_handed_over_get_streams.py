@@ -11,7 +11,7 @@ import pytest
 
 from mcp_tornado.handlers.mcp import McpHandler
 from tests.conftest import eventually, token
-from tests.e2e.wire import open_session
+from tests.e2e.wire import open_session, stream_headers
 
 
 def live_get_handlers() -> list[McpHandler]:
@@ -24,7 +24,7 @@ async def test_an_open_get_stream_keeps_no_handler_or_request_alive(base_url):
     url = f"{base_url}/everything/mcp"
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get = {"Authorization": f"Bearer {token()}", "Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get = {**stream_headers(session), "Authorization": f"Bearer {token()}"}
         async with http.stream("GET", url, headers=get) as response:
             assert response.status_code == 200
             assert response.headers["connection"] == "close"

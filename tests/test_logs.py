@@ -22,7 +22,7 @@ import pytest
 
 from mcp_tornado import logs
 from tests.conftest import SECRET, eventually, token
-from tests.e2e.wire import headers, init_body, open_session
+from tests.e2e.wire import headers, init_body, open_session, stream_headers
 
 
 class Clock:
@@ -276,7 +276,7 @@ async def test_a_get_stream_is_logged_at_debug_when_it_ends_with_its_whole_life(
     caplog.set_level(logging.DEBUG, logger="tornado.access")
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get = {"Authorization": f"Bearer {token()}", "Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get = {**stream_headers(session), "Authorization": f"Bearer {token()}"}
         get["X-Request-Id"] = "stream-1"
         async with http.stream("GET", url, headers=get) as response:
             assert response.status_code == 200

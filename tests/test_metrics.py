@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mcp_tornado.telemetry import STREAM
 from tests.conftest import eventually, mcp_client, token
-from tests.e2e.wire import headers, open_session
+from tests.e2e.wire import headers, open_session, stream_headers
 
 LATENCY = "mcp_tornado_request_duration_seconds"
 
@@ -107,7 +107,7 @@ async def test_a_get_stream_is_observed_once_it_ends_with_its_whole_life(base_ur
     url = f"{base_url}/everything/mcp"
     async with httpx2.AsyncClient(timeout=10) as http:
         session = await open_session(http, url, token())
-        get = {"Authorization": f"Bearer {token()}", "Accept": "text/event-stream", "Mcp-Session-Id": session}
+        get = {**stream_headers(session), "Authorization": f"Bearer {token()}"}
         async with http.stream("GET", url, headers=get) as response:
             assert response.status_code == 200
             await asyncio.sleep(0.3)  # the stream's life: what the histogram must see, not a wait for an event
